@@ -1,0 +1,35 @@
+# The README's two commands are `make demo` (the main job) and `make test`; both set up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETUP := bash scripts/setup.sh
+
+.PHONY: setup test test-fast demo demo-quick bench lint format clean
+
+setup:
+	@$(SETUP)
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+demo: setup
+	$(VENV)/bin/ceco3d-demo
+
+demo-quick: setup
+	$(VENV)/bin/ceco3d-demo --quick
+
+bench: setup
+	$(VENV)/bin/ceco3d-bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf outputs runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Thin entry points: each builds its config and calls one engine function."""

@@ -1,0 +1,67 @@
+"""Voxelization shared by preprocessing, training and evaluation, so all three agree.
+
+Grid coordinates are ``floor(xyz / voxel_size)``; MinkowskiEngine's coordinate hashing finds the
+occupied voxels. The vertex -> voxel inverse map travels with every sample so that predictions
+can be scored and submitted per original mesh vertex.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ceco3d.data.meta import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class Voxelization:
+    """``grid`` (M, 3) int32 voxel coordinates; ``index`` (M,) the first point of each voxel;
+    ``inverse`` (N,) the voxel of every point (``grid[inverse]`` is every point's voxel)."""
+
+    grid: np.ndarray
+    index: np.ndarray
+    inverse: np.ndarray
+
+    @property
+    def num_voxels(self) -> int:
+        return len(self.grid)
+
+
+def voxelize(coord: np.ndarray, voxel_size: float) -> Voxelization:
+    """Quantize (N, 3) metric coordinates at ``voxel_size`` metres."""
+    import MinkowskiEngine as ME
+
+    if len(coord) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Voxelization(np.zeros((0, 3), np.int32), empty, empty)
+    discrete = np.floor(np.asarray(coord, dtype=np.float64) / voxel_size).astype(np.int32)
+    index, inverse = ME.utils.sparse_quantize(
+        discrete, return_index=True, return_inverse=True, return_maps_only=True
+    )
+    index = index.numpy().astype(np.int64)
+    return Voxelization(discrete[index], index, inverse.numpy().astype(np.int64))
+
+
+def majority_labels(inverse: np.ndarray, labels: np.ndarray, num_voxels: int) -> np.ndarray:
+    """Per-voxel label by majority vote over the voxel's points.
+
+    Ignored points (``-1``) do not vote; a voxel whose points are all ignored is ignored. Ties go
+    to the smaller class index. Returns (M,) int16.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.full(num_voxels, IGNORE_INDEX, dtype=np.int16)
+    valid = labels != IGNORE_INDEX
+    if not valid.any():
+        return out
+    voxel, label = inverse[valid], labels[valid]
+    num_labels = int(label.max()) + 1
+    pairs, counts = np.unique(voxel * num_labels + label, return_counts=True)
+    pair_voxel, pair_label = pairs // num_labels, pairs % num_labels
+    # Sort by voxel, then by count descending, then by label ascending; keep each voxel's first.
+    order = np.lexsort((pair_label, -counts, pair_voxel))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pair_voxel[order][1:] != pair_voxel[order][:-1]
+    winners = order[first]
+    out[pair_voxel[winners]] = pair_label[winners]
+    return out

@@ -1,0 +1,88 @@
+"""Self-describing checkpoints: weights, optimizer, scheduler, step, RNG states, the resolved
+config, the git revision and package versions. Written atomically."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ceco3d.io import InputError, atomic_write
+from ceco3d.paths import REPO_ROOT
+
+CHECKPOINT_VERSION = 1
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        )
+        rev = out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        return f"{rev}{'-dirty' if dirty else ''}" if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("ceco3d", "torch", "MinkowskiEngine", "numpy", "hydra-core"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def rng_states() -> dict[str, Any]:
+    states = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the global state)
+        "torch": torch.random.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])  # noqa: NPY002
+    torch.random.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: str | Path, **state: Any) -> None:
+    """Save ``state`` plus provenance (version, git revision, package versions, RNG states)."""
+    payload = {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "git_revision": git_revision(),
+        "package_versions": package_versions(),
+        "rng_states": rng_states(),
+        **state,
+    }
+    with atomic_write(path) as f:
+        torch.save(payload, f)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a corrupt file
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise InputError(f"{path}: not a ceco3d checkpoint (version {CHECKPOINT_VERSION})")
+    return ckpt

@@ -1,0 +1,222 @@
+"""The training loop: build, loop, validate, checkpoint. One function, top to bottom."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import MinkowskiEngine as ME
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ceco3d.analysis.collapse import COLLAPSE_TAGS
+from ceco3d.data.collate import collate, seed_worker
+from ceco3d.data.sampler import EpochIndexed, StepBatchSampler
+from ceco3d.engine import distributed as dist_utils
+from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.evaluate import evaluate
+from ceco3d.io import save_json
+from ceco3d.metrics import format_table
+
+log = logging.getLogger("ceco3d.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
+    return name
+
+
+def _resume_path(resume: str | None, ckpt_dir: Path) -> Path | None:
+    if resume in (None, "", "null"):
+        return None
+    if resume == "auto":
+        last = ckpt_dir / "last.pt"
+        return last if last.is_file() else None
+    return Path(resume)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
+    validation results (empty when validation is off)."""
+    trainer = cfg.trainer
+    device_type = resolve_device(trainer.device)
+    dist_info = dist_utils.init_distributed(device_type)
+    device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    ckpt_dir = run_dir / "checkpoints"
+
+    # --- build ---------------------------------------------------------------------------
+    train_set = build_dataset(cfg, "train", training=True)
+    val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
+    model = build_model(cfg, train_set)
+    loss_fn = build_loss(cfg, train_set).to(device)
+    if dist_info.enabled and trainer.sync_bn:
+        model = ME.MinkowskiSyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    optimizer = instantiate(cfg.optim)(params=[p for p in model.parameters() if p.requires_grad])
+    scheduler = instantiate(cfg.sched)(optimizer=optimizer)
+
+    start_step, best_miou = 0, -math.inf
+    resume_from = _resume_path(trainer.resume, ckpt_dir)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_step, best_miou = ckpt["step"], ckpt["best_miou"]
+        set_rng_states(ckpt["rng_states"])
+        if dist_info.is_main:
+            log.info("resumed from %s at step %d", resume_from, start_step)
+
+    net = model
+    if dist_info.enabled:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    sampler = StepBatchSampler(
+        len(train_set), cfg.data.batch_size, trainer.max_steps, cfg.seed,
+        dist_info.rank, dist_info.world_size, start_step,
+    )  # fmt: skip
+    loader = DataLoader(
+        EpochIndexed(train_set),
+        batch_sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate,
+        worker_init_fn=seed_worker,
+        persistent_workers=False,
+    )
+
+    writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
+    resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
+
+    def checkpoint(name: str, step: int) -> None:
+        if dist_info.is_main:
+            save_checkpoint(
+                ckpt_dir / name,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                step=step,
+                best_miou=best_miou,
+                config=resolved_cfg,
+            )
+
+    stop_signal: list[int] = []
+    previous_handlers = {
+        sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+
+    # --- loop ----------------------------------------------------------------------------
+    results: dict = {}
+    step = start_step
+    window_voxels, window_start = 0, time.perf_counter()
+    bar = tqdm(total=trainer.max_steps, initial=start_step, desc="train",
+               disable=not dist_info.is_main, dynamic_ncols=True)  # fmt: skip
+    try:
+        for batch in loader:
+            net.train()
+            # A new SparseTensor every step: its coordinate manager caches kernel maps per batch.
+            x = ME.SparseTensor(batch["feats"].to(device), coordinates=batch["coords"].to(device))
+            labels = batch["labels"].to(device)
+            parts = loss_fn(net(x, labels), labels)
+            finite = torch.isfinite(parts["loss"].detach()).float()
+            if dist_utils.all_reduce_mean(finite).item() < 1.0:
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step} ({values}); "
+                    f"the last good checkpoint is kept in {ckpt_dir}. Lower optim.lr or set "
+                    "trainer.grad_clip."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            if trainer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            window_voxels += len(labels)
+
+            bar.update(1)
+            if step % trainer.log_every == 0 or step == trainer.max_steps:
+                logged = {
+                    k: dist_utils.all_reduce_mean(v.detach()).item() for k, v in parts.items()
+                }
+                elapsed = time.perf_counter() - window_start
+                logged["voxels_per_s"] = window_voxels * dist_info.world_size / max(elapsed, 1e-9)
+                logged["lr"] = optimizer.param_groups[0]["lr"]
+                window_voxels, window_start = 0, time.perf_counter()
+                if writer is not None:
+                    for key, value in logged.items():
+                        writer.add_scalar(f"train/{key}", value, step)
+                    bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{logged['lr']:.3g}",
+                                    vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
+
+            if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
+                results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes,
+                                   num_workers=cfg.data.num_workers)  # fmt: skip
+                miou = results["point"]["mIoU"]
+                if writer is not None:
+                    _log_validation(writer, results, step)
+                    log.info("step %d validation:\n%s", step,
+                             format_table(results["point"], val_set.label_set_obj))  # fmt: skip
+                if miou is not None and miou > best_miou:
+                    best_miou = miou
+                    checkpoint("best.pt", step)
+            if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
+                checkpoint("last.pt", step)
+            if stop_signal:
+                checkpoint("last.pt", step)
+                log.warning("signal %d: saved %s at step %d; resume with trainer.resume=auto",
+                            stop_signal[0], ckpt_dir / "last.pt", step)  # fmt: skip
+                break
+    finally:
+        bar.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        if writer is not None:
+            writer.close()
+
+    if dist_info.is_main and results:
+        save_json(run_dir / "val_summary.json", _json_ready(results))
+    dist_utils.barrier()
+    return results
+
+
+def _log_validation(writer: SummaryWriter, results: dict, step: int) -> None:
+    for level in ("point", "voxel"):
+        for key, value in results[level].items():
+            if isinstance(value, int | float):
+                writer.add_scalar(f"val/{key}", value, step)
+    for key, tag in COLLAPSE_TAGS.items():
+        value = results["collapse"][key]
+        if value is not None and np.isfinite(value):
+            writer.add_scalar(tag, value, step)
+
+
+def _json_ready(results: dict) -> dict:
+    out = {k: v for k, v in results.items() if k != "confusion"}
+    out["collapse"] = {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+        for k, v in results["collapse"].items()
+    }
+    return out

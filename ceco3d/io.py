@@ -1,0 +1,158 @@
+"""File I/O shared by every stage: atomic writes and ScanNet mesh (PLY) reading and writing.
+
+Every file ceco3d writes goes through ``atomic_write`` (temporary file in the same folder, then
+``os.replace``), so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from plyfile import PlyData, PlyElement, PlyParseError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class InputError(ValueError):
+    """Bad user input; the message names the file and the problem."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_write(path) as f:
+        np.save(f, np.ascontiguousarray(array))
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+
+def save_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a ScanNet ``*_vh_clean_2.ply``.
+
+    Returns ``xyz`` (N, 3) float32, ``rgb`` (N, 3) uint8 and ``faces`` (F, 3) int64 vertex indices
+    (F may be 0 for a point cloud).
+    """
+    try:
+        ply = PlyData.read(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (PlyParseError, ValueError, EOFError, OSError) as e:
+        raise InputError(f"{path}: unreadable PLY ({e})") from None
+    if "vertex" not in ply:
+        raise InputError(f"{path}: PLY has no 'vertex' element")
+    v = ply["vertex"].data
+    names = set(v.dtype.names or ())
+    missing = [n for n in ("x", "y", "z", "red", "green", "blue") if n not in names]
+    if missing:
+        raise InputError(f"{path}: vertex element lacks properties {missing}")
+    xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
+    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8)
+    faces = np.zeros((0, 3), dtype=np.int64)
+    if "face" in ply and len(ply["face"].data):
+        face_data = ply["face"].data
+        key = "vertex_indices" if "vertex_indices" in face_data.dtype.names else "vertex_index"
+        try:
+            faces = np.stack(face_data[key]).astype(np.int64)
+        except ValueError:
+            raise InputError(f"{path}: faces are not all triangles") from None
+        if faces.ndim != 2 or faces.shape[1] != 3:
+            raise InputError(f"{path}: faces are not all triangles")
+        if faces.size and (faces.min() < 0 or faces.max() >= len(xyz)):
+            raise InputError(f"{path}: face refers to a vertex outside 0..{len(xyz) - 1}")
+    if not np.isfinite(xyz).all():
+        raise InputError(f"{path}: vertex coordinates contain NaN or inf")
+    return xyz, rgb, faces
+
+
+def write_mesh(
+    path: str | os.PathLike,
+    xyz: np.ndarray,
+    rgb: np.ndarray,
+    faces: np.ndarray | None = None,
+    binary: bool = True,
+) -> None:
+    """Write a mesh (or a point cloud when ``faces`` is None) in ScanNet's PLY layout."""
+    vertex = np.empty(
+        len(xyz),
+        dtype=[
+            ("x", "f4"),
+            ("y", "f4"),
+            ("z", "f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+        ],
+    )
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = xyz[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertex[channel] = rgb[:, i]
+    elements = [PlyElement.describe(vertex, "vertex")]
+    if faces is not None:
+        face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,))])
+        face["vertex_indices"] = faces
+        elements.append(PlyElement.describe(face, "face"))
+    with atomic_write(path) as f:
+        PlyData(elements, text=not binary).write(f)
+
+
+def count_ply_vertices(path: str | os.PathLike) -> int:
+    """Vertex count from a PLY header alone (fast; used by the submission checker)."""
+    try:
+        with open(path, "rb") as f:
+            for _ in range(200):
+                line = f.readline()
+                if not line:
+                    break
+                parts = line.split()
+                if parts[:2] == [b"element", b"vertex"] and len(parts) == 3:
+                    return int(parts[2])
+                if parts[:1] == [b"end_header"]:
+                    break
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    raise InputError(f"{path}: PLY header has no 'element vertex N' line")

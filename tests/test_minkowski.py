@@ -1,0 +1,107 @@
+"""MinkowskiEngine as built by scripts/setup.sh: the operations ceco3d relies on, and the faults
+that the project's patch fixes (deepcopy, empty tensors, autograd Function instances)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import warnings
+
+import MinkowskiEngine as ME
+import torch
+from torch import nn
+
+from tests.conftest import random_scene
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        ME.MinkowskiConvolution(3, 8, kernel_size=3, dimension=3),
+        ME.MinkowskiBatchNorm(8),
+        ME.MinkowskiReLU(),
+        ME.MinkowskiConvolution(8, 16, kernel_size=2, stride=2, dimension=3),
+        ME.MinkowskiMaxPooling(kernel_size=2, stride=2, dimension=3),
+        ME.MinkowskiConvolutionTranspose(16, 8, kernel_size=2, stride=2, dimension=3),
+        ME.MinkowskiConvolutionTranspose(8, 4, kernel_size=2, stride=2, dimension=3),
+    )
+
+
+def test_forward_backward_strides(scene):
+    coords, feats = scene
+    x = ME.SparseTensor(feats.requires_grad_(), coordinates=coords)
+    net = _net()
+    down = net[:4](x)
+    assert down.tensor_stride == [2, 2, 2]
+    assert len(down) < len(x)
+    out = net(x)
+    assert out.tensor_stride == [1, 1, 1]
+    out.F.square().sum().backward()
+    assert feats.grad is not None and torch.isfinite(feats.grad).all()
+    for p in net.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+def test_stride1_convolution_keeps_coordinates(scene):
+    coords, feats = scene
+    x = ME.SparseTensor(feats, coordinates=coords)
+    y = ME.MinkowskiConvolution(3, 5, kernel_size=3, dimension=3)(x)
+    assert torch.equal(y.C, x.C)
+
+
+def test_convolution_matches_dense_reference():
+    # A single voxel with a 3x3x3 kernel: the output is the centre tap times the input.
+    coords = torch.IntTensor([[0, 5, 5, 5]])
+    feats = torch.tensor([[2.0, -1.0]])
+    conv = ME.MinkowskiConvolution(2, 3, kernel_size=3, dimension=3)
+    out = conv(ME.SparseTensor(feats, coordinates=coords)).F
+    centre = conv.kernel[13]  # offsets enumerate (-1,0,1)^3; the centre is index 13
+    torch.testing.assert_close(out, feats @ centre)
+
+
+def test_deepcopy_gives_identical_outputs(scene):
+    coords, feats = scene
+    net = _net().eval()
+    clone = copy.deepcopy(net)
+    for a, b in zip(net.modules(), clone.modules(), strict=True):
+        assert vars(a).keys() == vars(b).keys()
+    out_a = net(ME.SparseTensor(feats, coordinates=coords)).F
+    out_b = clone(ME.SparseTensor(feats, coordinates=coords)).F
+    assert torch.equal(out_a, out_b)
+
+
+def test_empty_sparse_tensor_does_not_crash():
+    # Unpatched MinkowskiEngine returns a dangling reference here and the process segfaults,
+    # so run it in a child process and look at its exit status.
+    code = (
+        "import torch, MinkowskiEngine as ME\n"
+        "x = ME.SparseTensor(torch.zeros(0, 3), coordinates=torch.zeros(0, 4, dtype=torch.int32))\n"
+        "y = ME.MinkowskiConvolution(3, 4, kernel_size=3, dimension=3)(x)\n"
+        "z = ME.MinkowskiConvolution(4, 4, kernel_size=2, stride=2, dimension=3)(y)\n"
+        "assert y.F.shape == (0, 4) and z.F.shape == (0, 4)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_no_autograd_function_instance_warning(scene):
+    coords, feats = scene
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
+        out = _net()(ME.SparseTensor(feats.requires_grad_(), coordinates=coords))
+        out.F.sum().backward()
+
+
+def test_sparse_quantize_inverse_roundtrip():
+    rng = torch.Generator().manual_seed(0)
+    points = torch.rand(500, 3, generator=rng) * 2.0
+    discrete = torch.floor(points / 0.1).int()
+    index, inverse = ME.utils.sparse_quantize(
+        discrete, return_index=True, return_inverse=True, return_maps_only=True
+    )
+    assert torch.equal(discrete[index][inverse], discrete)
+    assert len(torch.unique(discrete, dim=0)) == len(index)
