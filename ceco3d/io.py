@@ -49,6 +49,19 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(f, np.ascontiguousarray(array))
 
 
+def json_safe(obj: Any) -> Any:
+    """Nested containers with NaN/inf floats as None and numpy scalars/arrays as Python values."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=1, allow_nan=False)

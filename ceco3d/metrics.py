@@ -131,13 +131,20 @@ def _cell(value: float | None) -> str:
     return "   -  " if value is None else f"{value:6.2f}"
 
 
-def format_table(summary: dict[str, Any], label_set: LabelSet, prefix: str = "") -> str:
-    """Console table of a ``summarize`` result: the means, then one line per class."""
+def format_table(
+    summary: dict[str, Any], label_set: LabelSet, prefix: str = "", per_class: bool = True
+) -> str:
+    """Console table of a ``summarize`` result: the means, then one line per class with a
+    defined IoU (classes absent from ground truth and prediction are left out)."""
     means = ["mIoU", *(f"mIoU_{g}" for g in GROUPS if label_set.groups), "mAcc", "allAcc"]
     lines = ["  ".join(f"{m} {_cell(summary[prefix + m]).strip()}" for m in means)]
+    if not per_class:
+        return lines[0]
     width = max(len(name) for name in label_set.names)
     lines.append(f"{'class':<{width}}  {'group':<6}  {'IoU':>6}  {'Acc':>6}")
     iou, acc = summary[prefix + "iou_per_class"], summary[prefix + "acc_per_class"]
     for name, group in zip(label_set.names, label_set.group_of_class, strict=True):
+        if iou[name] is None:
+            continue
         lines.append(f"{name:<{width}}  {group:<6}  {_cell(iou[name])}  {_cell(acc[name])}")
     return "\n".join(lines)

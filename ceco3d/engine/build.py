@@ -6,7 +6,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset
-from ceco3d.data.transforms import Compose
 from ceco3d.models.center_collapse import CenterCollapseHead
 from ceco3d.models.minkunet import build_backbone
 from ceco3d.models.segmentor import Segmentor
@@ -14,9 +13,7 @@ from ceco3d.models.segmentor import Segmentor
 
 def build_dataset(cfg: DictConfig, split: str, training: bool) -> ScanNetDataset:
     data = cfg.data
-    transform = None
-    if training:
-        transform = Compose([instantiate(t) for t in cfg.aug.transforms])
+    transform = instantiate(cfg.aug) if training else None
     return ScanNetDataset(
         root=data.root,
         split=split,

@@ -25,7 +25,7 @@ from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.io import save_json
+from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
 
 log = logging.getLogger("ceco3d.train")
@@ -172,13 +172,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                     vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
 
             if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
-                results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes,
-                                   num_workers=cfg.data.num_workers)  # fmt: skip
+                results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
                 miou = results["point"]["mIoU"]
                 if writer is not None:
                     _log_validation(writer, results, step)
                     log.info("step %d validation:\n%s", step,
-                             format_table(results["point"], val_set.label_set_obj))  # fmt: skip
+                             format_table(results["point"], val_set.label_set, per_class=False))  # fmt: skip
                 if miou is not None and miou > best_miou:
                     best_miou = miou
                     checkpoint("best.pt", step)
@@ -197,7 +196,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             writer.close()
 
     if dist_info.is_main and results:
-        save_json(run_dir / "val_summary.json", _json_ready(results))
+        summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
+        save_json(run_dir / "val_summary.json", json_safe(summary))
     dist_utils.barrier()
     return results
 
@@ -211,12 +211,3 @@ def _log_validation(writer: SummaryWriter, results: dict, step: int) -> None:
         value = results["collapse"][key]
         if value is not None and np.isfinite(value):
             writer.add_scalar(tag, value, step)
-
-
-def _json_ready(results: dict) -> dict:
-    out = {k: v for k, v in results.items() if k != "confusion"}
-    out["collapse"] = {
-        k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-        for k, v in results["collapse"].items()
-    }
-    return out

@@ -1,0 +1,109 @@
+"""ceco3d-eval: benchmark metrics of a checkpoint on a split, with optional TTA and exports."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ceco3d.cli.common import exit_cleanly_on, quiet_minkowski_warnings
+from ceco3d.paths import CONF_DIR
+
+log = logging.getLogger("ceco3d.eval")
+
+OmegaConf.register_new_resolver(
+    "eval_dir", lambda ckpt, split: str(Path(ckpt).resolve().parent.parent / f"eval_{split}"),
+    replace=True,
+)  # fmt: skip
+
+
+def run(cfg: DictConfig) -> dict:
+    import numpy as np
+    import torch
+
+    from ceco3d import viz
+    from ceco3d.engine import distributed as dist_utils
+    from ceco3d.engine.evaluate import evaluate
+    from ceco3d.engine.predict import load_for_inference, tta_views, view_datasets
+    from ceco3d.engine.train import resolve_device
+    from ceco3d.io import json_safe, read_mesh, save_json, save_npy
+    from ceco3d.metrics import format_table
+
+    device_type = resolve_device(cfg.device)
+    dist_info = dist_utils.init_distributed(device_type)
+    device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
+    overrides = [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+    model, train_cfg = load_for_inference(cfg.ckpt, overrides, device=str(device))
+    views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
+    datasets = view_datasets(train_cfg, cfg.split, views)
+    label_set = datasets[0].label_set
+    out = Path(cfg.out)
+
+    exported: list[str] = []
+
+    def export_scene(sample: dict, vertex_pred: np.ndarray) -> None:
+        if not (cfg.export.ply or cfg.export.preview) or len(exported) >= cfg.export.max_scenes:
+            return
+        scene = sample["scene"]
+        exported.append(scene)
+        plain = datasets[0]
+        xyz = np.load(plain.root / plain.split / scene / "coord.npy")
+        gt = sample["point_label"] if (sample["point_label"] >= 0).any() else None
+        if cfg.export.ply:
+            faces = None
+            if cfg.export.raw:
+                folder = "scans_test" if cfg.split == "test" else "scans"
+                mesh = Path(cfg.export.raw) / folder / scene / f"{scene}_vh_clean_2.ply"
+                faces = read_mesh(mesh)[2]
+            viz.export_scene_plys(out / "ply", scene, xyz, faces, vertex_pred, gt, label_set)
+        if cfg.export.preview:
+            viz.render_scene_preview(out / "preview" / f"{scene}.png", xyz, vertex_pred, gt,
+                                     label_set)  # fmt: skip
+
+    results = evaluate(model, datasets, device, dist_info, cfg.max_scenes, progress=True,
+                       on_scene=export_scene)  # fmt: skip
+    if dist_info.is_main:
+        point = results["point"]
+        summary = {
+            **point,
+            "level": "point (every mesh vertex; official ScanNet semantics)",
+            "voxel": results["voxel"],
+            "collapse": results["collapse"],
+            "checkpoint": str(Path(cfg.ckpt).resolve()),
+            "split": cfg.split,
+            "num_scenes": len(datasets[0]) if cfg.max_scenes is None else cfg.max_scenes,
+        }
+        if "tta" in results:
+            summary["tta"] = {**results["tta"], "views": len(datasets)}
+            save_npy(out / "confusion_tta.npy", results["confusion_tta"])
+        save_json(out / "summary.json", json_safe(summary))
+        save_npy(out / "confusion.npy", results["confusion"])
+        from ceco3d.metrics import accuracy_per_class, iou_per_class
+
+        train_counts = datasets[0].class_counts("point_counts")
+        iou, acc = iou_per_class(results["confusion"]), accuracy_per_class(results["confusion"])
+        viz.write_per_class_csv(out / "per_class.csv", label_set, iou, acc, train_counts)
+        viz.plot_per_class_iou(out / "per_class_iou.png", iou, label_set, train_counts)
+        log.info("point-level results (%s, %s):\n%s", cfg.split, cfg.ckpt,
+                 format_table(point, label_set))  # fmt: skip
+        if "tta" in results:
+            log.info("with TTA (%d views): mIoU %s", len(datasets), results["tta"]["tta_mIoU"])
+        log.info("wrote %s", out)
+    dist_utils.cleanup()
+    return results
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    quiet_minkowski_warnings()
+    exit_cleanly_on()(run)(cfg)
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Inference from a checkpoint: per-vertex predictions of a split, optionally with test-time
+augmentation (rotations about z, flips, scales; logits averaged per vertex)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import MinkowskiEngine as ME
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ceco3d.data.collate import collate
+from ceco3d.data.dataset import ScanNetDataset
+from ceco3d.engine.build import build_dataset, build_model
+from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor
+
+
+@dataclass(frozen=True)
+class TTAView:
+    """A fixed view of the scene: rotate by ``angle`` about z (around the bounding-box centre),
+    optionally mirror x, scale by ``scale``. Called like a training transform."""
+
+    angle: float = 0.0
+    flip_x: bool = False
+    scale: float = 1.0
+
+    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        linear = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        if self.flip_x:
+            linear = np.diag([-1.0, 1.0, 1.0]) @ linear
+        out = dict(sample)
+        center = (sample["coord"].min(0) + sample["coord"].max(0)) / 2
+        out["coord"] = ((sample["coord"] - center) @ (self.scale * linear).T + center).astype(
+            np.float32
+        )
+        if "normal" in sample:
+            out["normal"] = (sample["normal"] @ linear.T).astype(np.float32)
+        return out
+
+
+def tta_views(rotations: int, flips: bool, scales) -> list[TTAView]:
+    """All combinations; the identity view first."""
+    angles = [2 * np.pi * i / max(rotations, 1) for i in range(max(rotations, 1))]
+    flip_options = (False, True) if flips else (False,)
+    scale_options = sorted({1.0, *map(float, scales)}, key=lambda v: (v != 1.0, v))
+    return [TTAView(a, f, s) for s, f, a in itertools.product(scale_options, flip_options, angles)]
+
+
+def load_for_inference(
+    ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
+) -> tuple[Segmentor, DictConfig]:
+    """The plain (inference) model of a checkpoint and its config with ``overrides`` applied
+    (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built."""
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = OmegaConf.create(ckpt["config"])
+    cfg.merge_with_dotlist(list(overrides))
+    model = build_model(cfg)
+    weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(CENTER_HEAD_PREFIX)}
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def forward_sample(model: Segmentor, sample: dict, device: torch.device) -> dict:
+    """Model outputs (``logits`` (M, K), ``features`` (M, C)) for one dataset item."""
+    batch = collate([sample])
+    x = ME.SparseTensor(batch["feats"].to(device), coordinates=batch["coords"].to(device))
+    return model(x)
+
+
+def view_datasets(cfg: DictConfig, split: str, views: list[TTAView]) -> list[ScanNetDataset]:
+    """The plain evaluation dataset, then one re-voxelizing dataset per non-identity view."""
+    plain = build_dataset(cfg, split, training=False)
+    extra = []
+    for view in views:
+        if view == TTAView():
+            continue
+        dataset = build_dataset(cfg, split, training=True)
+        dataset.transform, dataset.max_voxels = view, None
+        extra.append(dataset)
+    return [plain, *extra]
+
+
+@torch.no_grad()
+def predict_scenes(
+    model: Segmentor,
+    datasets: list[ScanNetDataset],
+    device: torch.device,
+    indices=None,
+) -> Iterator[tuple[dict, dict, torch.Tensor]]:
+    """Yields ``(plain sample, model outputs of the plain view, vertex logits (N, K))``; the
+    vertex logits average every view's voxel logits gathered through its inverse map."""
+    model.eval()
+    plain = datasets[0]
+    for index in indices if indices is not None else range(len(plain)):
+        sample = plain[index]
+        out = forward_sample(model, sample, device)
+        vertex = out["logits"][torch.as_tensor(sample["inverse"], device=device)]
+        for dataset in datasets[1:]:
+            view = dataset[index]
+            logits = forward_sample(model, view, device)["logits"]
+            vertex = vertex + logits[torch.as_tensor(view["inverse"], device=device)]
+        yield sample, out, vertex / len(datasets)
+
+
+def predict_split(
+    model: Segmentor, cfg: DictConfig, split: str, views: list[TTAView] | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yields ``(scene, per-vertex class indices (N,))`` in mesh vertex order."""
+    device = next(model.parameters()).device
+    datasets = view_datasets(cfg, split, views or [TTAView()])
+    for sample, _, vertex_logits in predict_scenes(model, datasets, device):
+        yield sample["scene"], vertex_logits.argmax(1).cpu().numpy()
