@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ceco3d.data.collate import collate, seed_worker
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -67,3 +69,26 @@ class EpochIndexed(Dataset):
         epoch, index = key
         self.dataset.set_epoch(epoch)
         return self.dataset[index]
+
+
+def build_train_loader(
+    dataset,
+    batch_size: int,
+    max_steps: int,
+    seed: int = 0,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+) -> DataLoader:
+    """The training DataLoader: batches of steps ``start_step..max_steps-1`` for this rank."""
+    sampler = StepBatchSampler(
+        len(dataset), batch_size, max_steps, seed, rank, world_size, start_step
+    )
+    return DataLoader(
+        EpochIndexed(dataset),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        worker_init_fn=seed_worker,
+    )

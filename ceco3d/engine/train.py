@@ -14,13 +14,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ceco3d.analysis.collapse import COLLAPSE_TAGS
-from ceco3d.data.collate import collate, seed_worker
-from ceco3d.data.sampler import EpochIndexed, StepBatchSampler
+from ceco3d.data.sampler import build_train_loader
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
@@ -92,18 +90,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    sampler = StepBatchSampler(
-        len(train_set), cfg.data.batch_size, trainer.max_steps, cfg.seed,
+    loader = build_train_loader(
+        train_set, cfg.data.batch_size, trainer.max_steps, cfg.seed, cfg.data.num_workers,
         dist_info.rank, dist_info.world_size, start_step,
     )  # fmt: skip
-    loader = DataLoader(
-        EpochIndexed(train_set),
-        batch_sampler=sampler,
-        num_workers=cfg.data.num_workers,
-        collate_fn=collate,
-        worker_init_fn=seed_worker,
-        persistent_workers=False,
-    )
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -176,8 +166,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 miou = results["point"]["mIoU"]
                 if writer is not None:
                     _log_validation(writer, results, step)
-                    log.info("step %d validation:\n%s", step,
-                             format_table(results["point"], val_set.label_set, per_class=False))  # fmt: skip
+                    table = format_table(results["point"], val_set.label_set, per_class=False)
+                    log.info("step %d validation: %s", step, table)
                 if miou is not None and miou > best_miou:
                     best_miou = miou
                     checkpoint("best.pt", step)

@@ -1,0 +1,96 @@
+"""The neural-collapse and imbalance analysis of one or more checkpoints, as JSON and plots.
+
+Per model: the collapse statistics of the per-class feature centers and classifier weights on
+the analysed split, per-class accuracy, and its Pearson correlation with the training split's
+point (voxel) and center (scene) frequencies. Per split: the imbalance factors from the data
+manifest. Training curves of the collapse statistics come from each run's TensorBoard log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ceco3d.analysis import plots
+from ceco3d.analysis.collapse import COLLAPSE_TAGS, imbalance_statistics, normalized_frequency
+from ceco3d.analysis.tb_logs import read_scalars
+from ceco3d.engine.evaluate import evaluate
+from ceco3d.engine.predict import load_for_inference, view_datasets
+from ceco3d.io import json_safe, save_json
+from ceco3d.metrics import accuracy_per_class, iou_per_class
+
+log = logging.getLogger("ceco3d.analyze")
+
+
+def split_counts(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(voxel counts, scene counts) per class of ``split`` from the manifest."""
+    stats = dataset.manifest["stats"][split][dataset.label_set.name]
+    return np.asarray(stats["voxel_counts"]), np.asarray(stats["scene_counts"])
+
+
+def analyze(
+    ckpts: list[str],
+    names: list[str] | None,
+    split: str,
+    out: Path,
+    device: torch.device,
+    data_overrides: list[str] = (),
+    max_scenes: int | None = None,
+) -> dict:
+    names = names or [Path(c).resolve().parent.parent.name for c in ckpts]
+    if len(names) != len(ckpts):
+        raise ValueError(f"{len(names)} names for {len(ckpts)} checkpoints")
+    report: dict = {"split": split, "models": {}}
+    accuracies, curves, label_set = {}, {}, None
+    for name, ckpt in zip(names, ckpts, strict=True):
+        model, cfg = load_for_inference(ckpt, data_overrides, device=str(device))
+        dataset = view_datasets(cfg, split, [])[0]
+        label_set = dataset.label_set
+        log.info("%s: evaluating %s on %d %s scenes", name, ckpt, len(dataset), split)
+        results = evaluate(model, dataset, device, max_scenes=max_scenes, progress=True)
+        acc = accuracy_per_class(results["confusion"])
+        train_voxels, train_scenes = split_counts(dataset, "train")
+        accuracies[name] = acc
+        report["models"][name] = {
+            "checkpoint": str(Path(ckpt).resolve()),
+            "collapse": results["collapse"],
+            "correlation_with_train_frequency": imbalance_statistics(
+                train_voxels, train_scenes, acc
+            ),
+            "mIoU": results["point"]["mIoU"],
+            **{f"mIoU_{g}": results["point"].get(f"mIoU_{g}") for g in ("head", "common", "tail")},
+        }
+        curves[name] = read_scalars(
+            Path(ckpt).resolve().parent.parent, list(COLLAPSE_TAGS.values())
+        )
+        plots.plot_group_iou(
+            out / f"iou_{name}.png", iou_per_class(results["confusion"]), label_set
+        )
+
+    for counts_split in sorted({"train", split}):
+        if counts_split in dataset.manifest["stats"]:
+            voxels, scenes = split_counts(dataset, counts_split)
+            stats = imbalance_statistics(voxels, scenes, np.full(len(voxels), np.nan))
+            report[f"imbalance_{counts_split}"] = {
+                k: stats[k]
+                for k in ("point_imbalance_factor", "center_imbalance_factor",
+                          "point_classes_left_out", "center_classes_left_out")
+            }  # fmt: skip
+            plots.plot_frequency_histograms(
+                out / f"frequency_{counts_split}.png", voxels, scenes, label_set.names
+            )
+    train_voxels, train_scenes = split_counts(dataset, "train")
+    plots.plot_accuracy_vs_frequency(
+        out / "accuracy_vs_frequency.png",
+        accuracies,
+        normalized_frequency(train_voxels),
+        normalized_frequency(train_scenes),
+        class_names=label_set.names,
+    )
+    if any(any(values for values in run.values()) for run in curves.values()):
+        plots.plot_collapse_curves(out / "collapse_curves.png", curves)
+    save_json(out / "analysis.json", json_safe(report))
+    return report

@@ -1,0 +1,45 @@
+"""ceco3d-analyze: neural-collapse and imbalance statistics of checkpoints (JSON + plots)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from ceco3d.cli.common import exit_cleanly_on, quiet_minkowski_warnings
+from ceco3d.paths import CONF_DIR
+
+log = logging.getLogger("ceco3d.analyze")
+
+
+def run(cfg: DictConfig) -> dict:
+    import torch
+
+    from ceco3d.analysis.report import analyze
+    from ceco3d.engine.train import resolve_device
+
+    ckpts = list(cfg.ckpt) if isinstance(cfg.ckpt, ListConfig) else [cfg.ckpt]
+    names = list(cfg.names) if cfg.names is not None else None
+    overrides = [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+    device = torch.device(resolve_device(cfg.device))
+    report = analyze(ckpts, names, cfg.split, Path(cfg.out), device, overrides, cfg.max_scenes)
+    log.info("analysis of %s:\n%s", cfg.split, json.dumps(report["models"], indent=1, default=str))
+    log.info("wrote %s", Path(cfg.out).resolve())
+    return report
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="analyze", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    quiet_minkowski_warnings()
+    exit_cleanly_on()(run)(cfg)
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

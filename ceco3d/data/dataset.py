@@ -1,0 +1,242 @@
+"""Prepared ScanNet scenes (written by ``ceco3d-prep``) as voxel samples.
+
+A sample is one scene:
+
+* ``grid`` (M, 3) int32 voxel coordinates ``floor(xyz / voxel_size)``;
+* ``feat`` (M, C) float32, the mean over each voxel's points of the point features: colour
+  scaled to [-1, 1] (``color / 127.5 - 1``), then the unit normal, then xyz in metres relative to
+  the minimum corner of the sample's (augmented, cropped) points, so the features do not depend on
+  where the scan happens to sit;
+* ``label`` (M,) int64 voxel label, majority vote of the voxel's points (-1 ignored);
+* ``inverse`` (N,) int64 voxel of every point, so that ``grid[inverse]`` is every point's voxel;
+* ``point_label`` (N,) int64 and ``num_points`` N.
+
+Evaluation (``training=False``) applies no transform and uses the voxelization stored by
+``ceco3d-prep``; points are the scene's original mesh vertices in file order, so predictions can be
+scored and submitted per vertex through ``inverse``. Training augments the points, re-voxelizes
+them and, above ``max_voxels`` voxels, keeps the ``max_voxels`` voxels nearest to a random one;
+the points of dropped voxels are removed from ``inverse`` / ``point_label`` (training reads
+voxel labels only), so ``inverse`` is always a valid index into ``grid``.
+
+Randomness comes from ``np.random.default_rng([seed, epoch, index])``: a sample depends on those
+three numbers only, never on the worker that loads it or the order of loading, so a resumed run
+sees exactly the samples it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ceco3d.data.meta import get_label_set
+from ceco3d.data.transforms import Transform
+from ceco3d.data.voxelize import majority_labels, voxelize
+from ceco3d.io import InputError, read_json
+
+MANIFEST_FORMAT_VERSION = 1
+FEATURE_CHANNELS = {"color": 3, "color_normal": 6, "color_normal_xyz": 9}
+CLASS_COUNT_KINDS = ("voxel_counts", "point_counts", "scene_counts")
+
+
+class ScanNetDataset(torch.utils.data.Dataset):
+    """One split of a prepared ScanNet root for one label set (``scannet20`` / ``scannet200``)."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        label_set: str,
+        features: str = "color",
+        voxel_size: float = 0.02,
+        transform: Transform | None = None,
+        max_voxels: int | None = None,
+        seed: int = 0,
+        training: bool = False,
+    ) -> None:
+        if features not in FEATURE_CHANNELS:
+            raise ValueError(
+                f"unknown features {features!r}; choose one of {list(FEATURE_CHANNELS)}"
+            )
+        if max_voxels is not None and max_voxels < 1:
+            raise ValueError(f"max_voxels must be positive or None, got {max_voxels}")
+        self.root = Path(root)
+        self.split = split
+        self.label_set = get_label_set(label_set)
+        self.features = features
+        self.voxel_size = float(voxel_size)
+        self.transform = transform
+        self.max_voxels = max_voxels
+        self.seed = seed
+        self.training = training
+        self.epoch = 0
+        self.manifest = self._read_manifest()
+        self.scenes: list[str] = list(self.manifest["splits"][split])
+        self._segment = "segment" + self.label_set.name.removeprefix("scannet")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def num_channels(self) -> int:
+        return FEATURE_CHANNELS[self.features]
+
+    @property
+    def num_classes(self) -> int:
+        return self.label_set.num_classes
+
+    def _fail(self, problem: str) -> InputError:
+        return InputError(
+            f"{self.manifest_path}: {problem}; run `ceco3d-prep RAW_SCANNET {self.root}` "
+            "(RAW_SCANNET: the raw ScanNet v2 folder) to prepare the data"
+        )
+
+    def _read_manifest(self) -> dict:
+        if not self.manifest_path.is_file():
+            raise self._fail("not found")
+        manifest = read_json(self.manifest_path)
+        if not isinstance(manifest, dict):
+            raise self._fail("is not a JSON object")
+        version = manifest.get("format_version")
+        if version != MANIFEST_FORMAT_VERSION:
+            raise self._fail(
+                f"format_version is {version!r}, this ceco3d reads {MANIFEST_FORMAT_VERSION}"
+            )
+        splits = manifest.get("splits", {})
+        if self.split not in splits:
+            raise self._fail(f"no split {self.split!r} (it has {sorted(splits)})")
+        label_sets = manifest.get("label_sets", {})
+        name = self.label_set.name
+        if name not in label_sets:
+            raise self._fail(f"no label set {name!r} (it has {sorted(label_sets)})")
+        if tuple(label_sets[name].get("ids", ())) != self.label_set.ids:
+            raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.meta")
+        stored = manifest.get("voxel_size")
+        if not self.training and not (
+            isinstance(stored, int | float) and math.isclose(stored, self.voxel_size)
+        ):
+            raise self._fail(
+                f"scenes were voxelized at voxel_size={stored}, evaluation asks for "
+                f"{self.voxel_size} (set data.voxel_size={stored}, or prepare again with "
+                f"--voxel-size {self.voxel_size})"
+            )
+        missing = [s for s in splits[self.split] if not (self.root / self.split / s).is_dir()]
+        if missing:
+            raise self._fail(
+                f"{len(missing)} {self.split} scene folder(s) missing under "
+                f"{self.root / self.split} (first: {missing[0]})"
+            )
+        return manifest
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def class_counts(self, kind: str = "voxel_counts") -> np.ndarray:
+        """Per-class counts over the train split: voxels, points, or scenes containing the class."""
+        if kind not in CLASS_COUNT_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; choose one of {CLASS_COUNT_KINDS}")
+        try:
+            counts = self.manifest["stats"]["train"][self.label_set.name][kind]
+        except KeyError:
+            raise self._fail(f"no stats.train.{self.label_set.name}.{kind}") from None
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape != (self.num_classes,):
+            raise self._fail(
+                f"stats.train.{self.label_set.name}.{kind} has shape {counts.shape}, "
+                f"expected ({self.num_classes},)"
+            )
+        return counts
+
+    @property
+    def num_scenes(self) -> int:
+        """Number of training scenes (the denominator of ``class_counts("scene_counts")``)."""
+        return len(self.manifest["splits"].get("train", ()))
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def _load(self, scene: str, name: str) -> np.ndarray:
+        path = self.root / self.split / scene / f"{name}.npy"
+        try:
+            return np.load(path)
+        except FileNotFoundError:
+            raise self._fail(f"scene file {path} is missing") from None
+
+    def __getitem__(self, index: int) -> dict:
+        scene = self.scenes[index]
+        points = {"coord": self._load(scene, "coord").astype(np.float32)}
+        points["color"] = self._load(scene, "color").astype(np.float32)
+        if self.features != "color":
+            points["normal"] = self._load(scene, "normal").astype(np.float32)
+        point_label = self._load(scene, self._segment).astype(np.int64)
+        if self.training:
+            return self._training_sample(scene, index, points, point_label)
+        grid = self._load(scene, "voxel_coord").astype(np.int32)
+        inverse = self._load(scene, "voxel_inverse").astype(np.int64)
+        label = self._load(scene, f"voxel_{self._segment}").astype(np.int64)
+        return self._sample(scene, grid, inverse, label, points, point_label)
+
+    def _training_sample(
+        self, scene: str, index: int, points: dict, point_label: np.ndarray
+    ) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.transform is not None:
+            points = self.transform(points, rng)
+        voxels = voxelize(points["coord"], self.voxel_size)
+        label = majority_labels(voxels.inverse, point_label, voxels.num_voxels).astype(np.int64)
+        grid, inverse = voxels.grid, voxels.inverse
+        if self.max_voxels is not None and voxels.num_voxels > self.max_voxels:
+            keep = _nearest_voxels(grid, self.max_voxels, rng)
+            new_index = np.full(len(grid), -1, dtype=np.int64)
+            new_index[keep] = np.arange(len(keep))
+            inverse = new_index[inverse]
+            kept_points = inverse >= 0
+            points = {key: value[kept_points] for key, value in points.items()}
+            grid, label = grid[keep], label[keep]
+            inverse, point_label = inverse[kept_points], point_label[kept_points]
+        return self._sample(scene, grid, inverse, label, points, point_label)
+
+    def _sample(
+        self,
+        scene: str,
+        grid: np.ndarray,
+        inverse: np.ndarray,
+        label: np.ndarray,
+        points: dict,
+        point_label: np.ndarray,
+    ) -> dict:
+        return {
+            "scene": scene,
+            "grid": grid,
+            "feat": _voxel_mean(self._point_features(points), inverse, len(grid)),
+            "label": label,
+            "inverse": inverse,
+            "point_label": point_label,
+            "num_points": len(inverse),
+        }
+
+    def _point_features(self, points: dict) -> np.ndarray:
+        parts = [points["color"] / np.float32(127.5) - 1]
+        if self.features != "color":
+            parts.append(points["normal"])
+        if self.features == "color_normal_xyz":
+            parts.append(points["coord"] - points["coord"].min(0))
+        return np.concatenate(parts, axis=1, dtype=np.float32)
+
+
+def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+    """(N, C) point values -> (M, C) mean over the points of each voxel."""
+    counts = np.maximum(np.bincount(inverse, minlength=num_voxels), 1)
+    sums = [np.bincount(inverse, weights=column, minlength=num_voxels) for column in values.T]
+    return (np.stack(sums, axis=1) / counts[:, None]).astype(np.float32)
+
+
+def _nearest_voxels(grid: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices (ascending) of the ``count`` voxels nearest to a voxel drawn from ``rng``."""
+    center = grid[rng.integers(len(grid))].astype(np.int64)
+    distance = ((grid.astype(np.int64) - center) ** 2).sum(1)
+    return np.sort(np.argpartition(distance, count - 1)[:count])
