@@ -83,6 +83,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
+TRIANGLES = {"face": {"vertex_indices": 3, "vertex_index": 3}}
+
+
 def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a ScanNet ``*_vh_clean_2.ply``.
 
@@ -90,7 +93,12 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     (F may be 0 for a point cloud).
     """
     try:
-        ply = PlyData.read(str(path))
+        try:
+            # Declaring faces as 3-lists lets plyfile read them in one go instead of one Python
+            # call per face (5x faster on a ScanNet mesh); other meshes take the general path.
+            ply = PlyData.read(str(path), known_list_len=TRIANGLES)
+        except PlyParseError:
+            ply = PlyData.read(str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (PlyParseError, ValueError, EOFError, OSError) as e:
@@ -109,7 +117,8 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
         face_data = ply["face"].data
         key = "vertex_indices" if "vertex_indices" in face_data.dtype.names else "vertex_index"
         try:
-            faces = np.stack(face_data[key]).astype(np.int64)
+            column = face_data[key]
+            faces = (np.stack(column) if column.dtype == object else column).astype(np.int64)
         except ValueError:
             raise InputError(f"{path}: faces are not all triangles") from None
         if faces.ndim != 2 or faces.shape[1] != 3:

@@ -189,7 +189,9 @@ def test_eval_mode_runs_no_branch_and_inference_weights_exclude_it():
     assert inference.keys() == plain.state_dict().keys()
     plain.load_state_dict(inference)  # the deployed model is the plain model
     plain.eval()
-    torch.testing.assert_close(plain(ME.SparseTensor(feats, coordinates=coords))["logits"], out["logits"])
+    torch.testing.assert_close(
+        plain(ME.SparseTensor(feats, coordinates=coords))["logits"], out["logits"]
+    )
 
 
 def test_state_dict_round_trip():

@@ -1,0 +1,278 @@
+"""The synthetic generator's class catalogue: geometry, colour and frequency per ScanNet200 class.
+
+Each entry is a ScanNet200 class (its raw id comes from ``ceco3d.data.meta``) with the NYU40 id
+the real label table gives it, a shape, where it goes (floor, wall, ceiling or on top of
+furniture), size ranges in metres and colour statistics. ``rate`` (objects per 25 m^2 of floor)
+shapes the long tail; some classes are deliberately close in shape and colour (chair / office
+chair / stool, table / desk / dining table, box / storage bin / cabinet, pillow / cushion,
+trash can / trash bin, picture / poster) so the task is not trivial.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from ceco3d.data.meta import SCANNET200
+
+Range = tuple[float, float]
+
+NYU40_NAMES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)  # fmt: skip
+
+LABEL_TABLE_COLUMNS = (
+    "id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass", "nyu40class",
+    "eigen13class", "ModelNet40", "ModelNet10", "ShapeNetCore55", "synsetoffset", "wnsynsetid",
+    "wnsynsetkey", "mpcat40", "mpcat40index",
+)  # fmt: skip
+
+STRUCTURE = ("wall", "floor", "ceiling")
+
+
+@dataclass(frozen=True)
+class SynthClass:
+    name: str  # raw_category written into the aggregation (or one of ``aliases``)
+    nyu40id: int
+    shape: str  # a builder of data_prep.synth_mesh.SHAPES, or "structure"
+    place: str  # "floor", "wall", "ceiling" or "top" (on furniture, else the floor)
+    size: tuple[Range, Range, Range]  # width (x), depth (y), height (z); depth 0: round
+    color: tuple[int, int, int]
+    color_std: float
+    rate: float
+    elevation: Range = (0.0, 0.0)  # bottom height of wall objects
+    aliases: tuple[str, ...] = ()
+    raw_id: int | None = None  # None: the ScanNet200 id of ``name``
+    category: str | None = None  # None: ``name``
+
+    @property
+    def id(self) -> int:
+        return (
+            self.raw_id
+            if self.raw_id is not None
+            else SCANNET200.ids[SCANNET200.names.index(self.name)]
+        )
+
+    @property
+    def group(self) -> str:
+        """ScanNet200 group (head / common / tail), "" outside ScanNet200."""
+        if self.name not in SCANNET200.names:
+            return ""
+        return SCANNET200.group_of_class[SCANNET200.names.index(self.name)]
+
+
+def _c(name, nyu40id, shape, place, w, d, h, color, std, rate, **kw) -> SynthClass:
+    return SynthClass(name, nyu40id, shape, place, (w, d, h), color, std, rate, **kw)
+
+
+NONE: Range = (0.0, 0.0)
+# Within each ScanNet200 group, classes are listed in the order --classes takes them.
+# fmt: off
+CATALOGUE = (
+    # head
+    _c("wall", 1, "structure", "", NONE, NONE, NONE, (200, 195, 185), 20, 0),
+    _c("floor", 2, "structure", "", NONE, NONE, NONE, (140, 115, 90), 25, 0),
+    _c("chair", 5, "chair", "floor", (0.42, 0.5), (0.42, 0.5), (0.8, 0.95), (120, 80, 50), 30, 3.0),
+    _c("table", 7, "table", "floor", (0.8, 1.6), (0.6, 1.0), (0.72, 0.78), (150, 110, 70), 25, 1.0),
+    _c("door", 8, "box", "wall", (0.8, 0.95), (0.04, 0.06), (2.0, 2.1), (160, 120, 80), 30, 1.0,
+       aliases=("doors",)),
+    _c("cabinet", 3, "box", "floor", (0.5, 1.2), (0.4, 0.6), (0.7, 1.1), (170, 140, 100), 30, 0.8,
+       aliases=("cabinets",)),
+    _c("bed", 4, "bed", "floor", (1.0, 1.8), (1.9, 2.1), (0.8, 1.1), (200, 190, 180), 25, 0.25),
+    _c("couch", 6, "sofa", "floor", (1.6, 2.2), (0.8, 0.95), (0.75, 0.9), (110, 100, 130), 35,
+       0.35),
+    _c("desk", 14, "desk", "floor", (1.0, 1.6), (0.6, 0.8), (0.72, 0.76), (160, 120, 80), 25, 0.6),
+    _c("office chair", 5, "office_chair", "floor", (0.5, 0.6), (0.5, 0.6), (0.9, 1.15),
+       (50, 50, 55), 15, 0.8),
+    _c("window", 9, "box", "wall", (0.8, 1.6), (0.05, 0.1), (1.0, 1.4), (190, 200, 210), 20, 0.8,
+       elevation=(0.8, 1.1)),
+    _c("picture", 11, "box", "wall", (0.3, 0.8), (0.02, 0.04), (0.3, 0.6), (140, 120, 110), 45,
+       0.8, elevation=(1.2, 1.6), aliases=("pictures",)),
+    _c("bookshelf", 10, "bookshelf", "floor", (0.6, 1.0), (0.3, 0.4), (1.5, 2.0), (140, 100, 70),
+       25, 0.3, aliases=("bookshelves",)),
+    _c("shelf", 15, "shelf", "floor", (0.6, 1.2), (0.3, 0.45), (0.8, 1.8), (150, 150, 150), 30,
+       0.35),
+    _c("pillow", 18, "box", "top", (0.4, 0.6), (0.3, 0.45), (0.1, 0.18), (210, 200, 190), 35, 0.6,
+       aliases=("pillows",)),
+    _c("monitor", 40, "monitor", "top", (0.45, 0.65), (0.18, 0.22), (0.35, 0.5), (30, 30, 35), 10,
+       0.6),
+    _c("curtain", 16, "box", "wall", (0.6, 1.5), (0.06, 0.12), (1.8, 2.3), (150, 130, 120), 40,
+       0.3, elevation=(0.1, 0.4), aliases=("curtains",)),
+    _c("sink", 34, "box", "wall", (0.45, 0.6), (0.4, 0.5), (0.15, 0.22), (225, 225, 225), 10, 0.2,
+       elevation=(0.7, 0.8)),
+    _c("toilet", 33, "toilet", "floor", (0.38, 0.42), (0.65, 0.75), (0.75, 0.8), (235, 235, 235),
+       8, 0.12),
+    _c("lamp", 35, "lamp", "top", (0.25, 0.4), (0.25, 0.4), (0.4, 0.6), (220, 200, 160), 25, 0.3),
+    _c("box", 29, "box", "floor", (0.25, 0.6), (0.2, 0.5), (0.2, 0.5), (170, 140, 100), 30, 0.8,
+       aliases=("boxes",)),
+    _c("ceiling", 22, "structure", "", NONE, NONE, NONE, (215, 215, 210), 15, 0),
+    _c("trash can", 39, "cylinder", "floor", (0.25, 0.4), NONE, (0.35, 0.7), (90, 90, 95), 30,
+       0.6),
+    _c("whiteboard", 30, "box", "wall", (1.2, 2.4), (0.02, 0.04), (0.9, 1.2), (235, 235, 235), 8,
+       0.2, elevation=(0.8, 1.0)),
+    _c("radiator", 39, "box", "wall", (0.6, 1.4), (0.08, 0.14), (0.5, 0.7), (220, 220, 215), 12,
+       0.3, elevation=(0.1, 0.2)),
+    _c("refrigerator", 24, "box", "floor", (0.6, 0.9), (0.6, 0.75), (1.5, 1.9), (225, 225, 225),
+       15, 0.12),
+    _c("armchair", 5, "sofa", "floor", (0.7, 0.95), (0.75, 0.9), (0.75, 0.95), (120, 100, 120),
+       35, 0.25),
+    _c("coffee table", 7, "table", "floor", (0.8, 1.2), (0.5, 0.7), (0.38, 0.48), (140, 100, 70),
+       25, 0.2),
+    _c("nightstand", 32, "box", "floor", (0.4, 0.55), (0.35, 0.45), (0.5, 0.65), (150, 110, 75),
+       25, 0.2),
+    _c("kitchen cabinet", 3, "box", "wall", (0.6, 1.8), (0.3, 0.38), (0.6, 0.8), (175, 145, 105),
+       30, 0.25, elevation=(1.4, 1.6), aliases=("kitchen cabinets",)),
+    _c("towel", 27, "box", "wall", (0.3, 0.5), (0.03, 0.05), (0.4, 0.7), (200, 180, 170), 45, 0.15,
+       elevation=(0.8, 1.2)),
+    _c("tv", 25, "box", "wall", (0.9, 1.4), (0.06, 0.1), (0.55, 0.8), (25, 25, 30), 8, 0.15,
+       elevation=(0.9, 1.2)),
+    _c("dresser", 17, "box", "floor", (0.9, 1.5), (0.45, 0.55), (0.8, 1.0), (150, 110, 75), 25,
+       0.15),
+    _c("stool", 40, "stool", "floor", (0.3, 0.4), NONE, (0.45, 0.75), (130, 95, 60), 30, 0.2),
+    _c("book", 23, "box", "top", (0.15, 0.25), (0.2, 0.3), (0.02, 0.05), (150, 60, 60), 50, 0.6,
+       aliases=("books",)),
+    _c("mirror", 19, "box", "wall", (0.4, 0.8), (0.02, 0.03), (0.6, 1.0), (180, 190, 195), 20, 0.1,
+       elevation=(1.0, 1.2)),
+    _c("wardrobe", 39, "box", "floor", (0.9, 1.6), (0.55, 0.65), (1.8, 2.1), (160, 120, 80), 25,
+       0.08, aliases=("wardrobe closet", "closet wardrobe")),
+    # common
+    _c("cushion", 18, "box", "top", (0.35, 0.5), (0.35, 0.5), (0.1, 0.15), (150, 110, 130), 40,
+       0.15),
+    _c("end table", 7, "table", "floor", (0.45, 0.6), (0.45, 0.6), (0.5, 0.6), (145, 105, 70), 25,
+       0.1),
+    _c("dining table", 7, "table", "floor", (1.4, 2.0), (0.8, 1.0), (0.73, 0.77), (140, 100, 65),
+       25, 0.06),
+    _c("keyboard", 40, "box", "top", (0.4, 0.47), (0.12, 0.16), (0.02, 0.04), (40, 40, 45), 15,
+       0.2),
+    _c("bag", 37, "box", "floor", (0.3, 0.45), (0.15, 0.25), (0.25, 0.4), (80, 70, 90), 40, 0.12),
+    _c("printer", 40, "box", "top", (0.4, 0.5), (0.35, 0.45), (0.2, 0.3), (200, 200, 200), 20,
+       0.08),
+    _c("microwave", 40, "box", "top", (0.45, 0.55), (0.33, 0.4), (0.26, 0.32), (200, 200, 205),
+       30, 0.08),
+    _c("bottle", 40, "bottle", "top", (0.06, 0.09), NONE, (0.2, 0.3), (90, 140, 110), 50, 0.15),
+    _c("ottoman", 39, "box", "floor", (0.45, 0.7), (0.45, 0.7), (0.35, 0.45), (120, 100, 120), 35,
+       0.07),
+    _c("bench", 39, "table", "floor", (1.0, 1.6), (0.3, 0.4), (0.42, 0.48), (140, 110, 80), 25,
+       0.06),
+    _c("basket", 40, "cylinder", "floor", (0.3, 0.45), NONE, (0.2, 0.35), (170, 130, 80), 25,
+       0.06),
+    _c("fan", 40, "lamp", "floor", (0.35, 0.45), (0.35, 0.45), (0.9, 1.3), (220, 220, 220), 20,
+       0.05),
+    _c("laptop", 40, "laptop", "top", (0.32, 0.38), (0.22, 0.26), (0.2, 0.25), (60, 60, 65), 25,
+       0.12),
+    _c("oven", 38, "box", "floor", (0.55, 0.6), (0.55, 0.65), (0.85, 0.9), (70, 70, 75), 20, 0.04),
+    _c("container", 40, "box", "top", (0.15, 0.3), (0.1, 0.25), (0.1, 0.25), (180, 180, 160), 50,
+       0.06),
+    _c("telephone", 40, "box", "top", (0.18, 0.22), (0.18, 0.22), (0.08, 0.12), (40, 40, 40), 25,
+       0.06),
+    _c("light", 38, "box", "wall", (0.2, 0.4), (0.1, 0.15), (0.1, 0.2), (240, 230, 200), 20, 0.05,
+       elevation=(1.8, 2.1)),
+    _c("laundry basket", 40, "cylinder", "floor", (0.4, 0.55), NONE, (0.45, 0.6), (200, 200, 210),
+       30, 0.05),
+    _c("mat", 20, "box", "floor", (0.6, 1.2), (0.4, 0.8), (0.01, 0.02), (130, 60, 50), 40, 0.05),
+    _c("storage bin", 40, "box", "floor", (0.35, 0.6), (0.3, 0.45), (0.25, 0.4), (180, 180, 190),
+       40, 0.05),
+    _c("piano", 39, "box", "floor", (1.4, 1.55), (0.55, 0.65), (1.1, 1.3), (30, 25, 25), 10, 0.03),
+    _c("suitcase", 40, "box", "floor", (0.4, 0.5), (0.22, 0.3), (0.6, 0.75), (60, 60, 80), 35,
+       0.04),
+    _c("mattress", 4, "box", "floor", (0.9, 1.6), (1.9, 2.0), (0.15, 0.25), (225, 220, 210), 15,
+       0.03),
+    _c("ceiling light", 38, "box", "ceiling", (0.5, 1.2), (0.3, 0.6), (0.04, 0.08),
+       (245, 245, 235), 10, 0.1),
+    _c("trash bin", 39, "cylinder", "floor", (0.25, 0.35), NONE, (0.3, 0.5), (100, 100, 105), 30,
+       0.05),
+    # tail
+    _c("cup", 40, "cylinder", "top", (0.07, 0.09), NONE, (0.08, 0.12), (220, 210, 200), 40, 0.04,
+       aliases=("cups",)),
+    _c("mouse", 40, "box", "top", (0.06, 0.07), (0.1, 0.12), (0.03, 0.04), (50, 50, 55), 20, 0.03),
+    _c("plate", 40, "cylinder", "top", (0.2, 0.28), NONE, (0.015, 0.025), (235, 235, 230), 15,
+       0.02),
+    _c("bucket", 40, "cylinder", "floor", (0.25, 0.32), NONE, (0.25, 0.35), (80, 120, 190), 50,
+       0.02),
+    _c("clock", 40, "box", "wall", (0.25, 0.35), (0.04, 0.06), (0.25, 0.35), (210, 210, 200), 30,
+       0.02, elevation=(1.8, 2.0)),
+    _c("speaker", 40, "box", "top", (0.15, 0.25), (0.15, 0.25), (0.25, 0.4), (30, 30, 30), 10,
+       0.02),
+    _c("paper", 26, "box", "top", (0.21, 0.3), (0.28, 0.32), (0.003, 0.01), (245, 245, 245), 8,
+       0.03, aliases=("papers",)),
+    _c("toaster", 40, "box", "top", (0.25, 0.3), (0.15, 0.2), (0.18, 0.22), (190, 190, 195), 25,
+       0.01),
+    _c("light switch", 38, "box", "wall", (0.07, 0.09), (0.01, 0.02), (0.1, 0.12),
+       (240, 240, 235), 8, 0.03, elevation=(1.1, 1.3)),
+    _c("power outlet", 40, "box", "wall", (0.07, 0.09), (0.01, 0.02), (0.07, 0.09),
+       (235, 235, 230), 8, 0.02, elevation=(0.2, 0.4)),
+    _c("tissue box", 40, "box", "top", (0.22, 0.25), (0.11, 0.13), (0.08, 0.12), (200, 170, 190),
+       40, 0.015),
+    _c("fire extinguisher", 40, "cylinder", "floor", (0.13, 0.17), NONE, (0.45, 0.6),
+       (200, 30, 30), 15, 0.015),
+    _c("ball", 40, "sphere", "floor", (0.15, 0.25), NONE, NONE, (220, 120, 40), 50, 0.015),
+    _c("hat", 40, "cylinder", "top", (0.25, 0.3), NONE, (0.1, 0.14), (90, 70, 60), 40, 0.01),
+    _c("tray", 40, "box", "top", (0.35, 0.45), (0.25, 0.35), (0.02, 0.04), (120, 90, 60), 40,
+       0.01),
+    _c("bowl", 40, "bowl", "top", (0.14, 0.2), NONE, (0.06, 0.09), (215, 205, 190), 35, 0.01),
+    _c("candle", 40, "cylinder", "top", (0.05, 0.08), NONE, (0.08, 0.2), (240, 235, 210), 15,
+       0.005),
+    _c("vent", 40, "box", "wall", (0.3, 0.5), (0.02, 0.04), (0.15, 0.25), (200, 200, 200), 15,
+       0.015, elevation=(2.0, 2.2)),
+    _c("poster", 11, "box", "wall", (0.5, 0.8), (0.005, 0.01), (0.7, 1.0), (160, 140, 170), 50,
+       0.01, elevation=(1.0, 1.3)),
+    _c("calendar", 40, "box", "wall", (0.25, 0.35), (0.005, 0.01), (0.35, 0.5), (230, 225, 215),
+       30, 0.01, elevation=(1.2, 1.5)),
+    _c("water bottle", 40, "bottle", "top", (0.06, 0.08), NONE, (0.18, 0.25), (170, 200, 230), 40,
+       0.01),
+    _c("soap dispenser", 40, "bottle", "top", (0.07, 0.09), NONE, (0.15, 0.2), (210, 220, 230),
+       40, 0.005),
+    _c("guitar", 40, "guitar", "floor", (0.35, 0.4), (0.08, 0.12), (0.95, 1.05), (150, 90, 40),
+       30, 0.005),
+)
+
+# Raw categories outside ScanNet200, as in real scenes: ScanNet20 still scores this one (NYU40
+# 39, otherfurniture); its `category` cell carries the real table's trailing space.
+EXTRA = (
+    _c("wardrobe cabinet", 39, "box", "floor", (0.8, 1.2), (0.5, 0.6), (1.6, 2.0), (165, 125, 85),
+       25, 0.1, raw_id=1177, category="wardrobe "),
+)
+# fmt: on
+BY_NAME = {c.name: c for c in CATALOGUE + EXTRA}
+
+
+def select_classes(count: int) -> tuple[SynthClass, ...]:
+    """``count`` catalogue classes spread over head / common / tail (about 40 / 30 / 30 %),
+    always with wall and floor; the same ``count`` always gives the same classes."""
+    by_group = {g: [c for c in CATALOGUE if c.group == g] for g in ("head", "common", "tail")}
+    if not 5 <= count <= len(CATALOGUE):
+        raise ValueError(f"--classes must be between 5 and {len(CATALOGUE)}, got {count}")
+    tail = min(len(by_group["tail"]), max(1, int(0.3 * count)))
+    common = min(len(by_group["common"]), max(1, int(0.3 * count)))
+    head = count - tail - common
+    if head > len(by_group["head"]):
+        common, head = common + head - len(by_group["head"]), len(by_group["head"])
+    chosen = by_group["head"][:head] + by_group["common"][:common] + by_group["tail"][:tail]
+    return tuple(c for c in CATALOGUE if c in chosen)
+
+
+def label_table_text() -> str:
+    """A ``scannetv2-labels.combined.tsv`` for every class the generator knows, with the real
+    table's columns and CRLF line ends; several raw categories share an id as in the real one."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\r\n")
+    writer.writerow(LABEL_TABLE_COLUMNS)
+    for c in CATALOGUE + EXTRA:
+        nyu40class = NYU40_NAMES[c.nyu40id - 1]
+        for raw in (c.name, *c.aliases):
+            row = {
+                "id": c.id,
+                "raw_category": raw,
+                "category": c.category or c.name,
+                "count": max(1, round(100 * c.rate)),
+                "nyu40id": c.nyu40id,
+                "nyuClass": c.name,
+                "nyu40class": nyu40class,
+            }
+            writer.writerow([row.get(column, "") for column in LABEL_TABLE_COLUMNS])
+    return out.getvalue()
