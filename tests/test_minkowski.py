@@ -12,8 +12,6 @@ import MinkowskiEngine as ME
 import torch
 from torch import nn
 
-from tests.conftest import random_scene
-
 
 def _net() -> nn.Module:
     torch.manual_seed(0)

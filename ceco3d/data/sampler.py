@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ceco3d.data.collate import collate, seed_worker
@@ -91,4 +92,7 @@ def build_train_loader(
         num_workers=num_workers,
         collate_fn=collate,
         worker_init_fn=seed_worker,
+        # iter(loader) draws the workers' base seed; from the global torch RNG that draw would
+        # shift the stream (e.g. the center head's dropout) after a resume restores RNG states.
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import MinkowskiEngine as ME
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +16,7 @@ from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
-from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor
+from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,7 @@ def load_for_inference(
 def forward_sample(model: Segmentor, sample: dict, device: torch.device) -> dict:
     """Model outputs (``logits`` (M, K), ``features`` (M, C)) for one dataset item."""
     batch = collate([sample])
-    x = ME.SparseTensor(batch["feats"].to(device), coordinates=batch["coords"].to(device))
-    return model(x)
+    return model(sparse_input(batch["feats"], batch["coords"], device))
 
 
 def view_datasets(cfg: DictConfig, split: str, views: list[TTAView]) -> list[ScanNetDataset]:

@@ -8,7 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import MinkowskiEngine as ME
 import numpy as np
 import torch
 from hydra.utils import instantiate
@@ -25,6 +24,7 @@ from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_s
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
+from ceco3d.models.segmentor import sparse_input
 
 log = logging.getLogger("ceco3d.train")
 
@@ -68,7 +68,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
-        model = ME.MinkowskiSyncBatchNorm.convert_sync_batchnorm(model)
+        # torch's converter, not ME's: ME 0.5.4 re-adds the plain inner BatchNorm1d over the
+        # SyncBatchNorm it has just made, so its conversion changes nothing.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     optimizer = instantiate(cfg.optim)(params=[p for p in model.parameters() if p.requires_grad])
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
@@ -81,6 +83,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_step, best_miou = ckpt["step"], ckpt["best_miou"]
+        saved_steps = ckpt["config"]["trainer"]["max_steps"]
+        if saved_steps != trainer.max_steps and dist_info.is_main:
+            log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
+                        "the restored scheduler keeps its own horizon", trainer.max_steps,
+                        saved_steps)  # fmt: skip
         set_rng_states(ckpt["rng_states"])
         if dist_info.is_main:
             log.info("resumed from %s at step %d", resume_from, start_step)
@@ -125,8 +132,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     try:
         for batch in loader:
             net.train()
-            # A new SparseTensor every step: its coordinate manager caches kernel maps per batch.
-            x = ME.SparseTensor(batch["feats"].to(device), coordinates=batch["coords"].to(device))
+            x = sparse_input(batch["feats"], batch["coords"], device)
             labels = batch["labels"].to(device)
             parts = loss_fn(net(x, labels), labels)
             finite = torch.isfinite(parts["loss"].detach()).float()

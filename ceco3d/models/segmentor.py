@@ -12,6 +12,26 @@ from ceco3d.models.minkunet import MinkUNetBase
 CENTER_HEAD_PREFIX = "center_head."
 
 
+def sparse_input(
+    feats: torch.Tensor, coords: torch.Tensor, device: torch.device
+) -> ME.SparseTensor:
+    """``feats`` (N, C) on ``coords`` (N, 4) batch+grid as a SparseTensor on ``device``.
+
+    Built anew for every batch (its coordinate manager caches kernel maps per batch). ME's
+    default coordinate manager calls ``omp_set_num_threads(os.cpu_count())`` whenever it is
+    built, which silently undoes ``torch.set_num_threads`` for every later op, and its
+    multi-threaded kernel-map construction then depends on thread timing, so CPU runs would not
+    repeat. The manager is therefore built with torch's own thread count.
+    """
+    map_type = ME.CoordinateMapType.CUDA if device.type == "cuda" else ME.CoordinateMapType.CPU
+    manager = ME.CoordinateManager(
+        D=coords.shape[1] - 1, num_threads=torch.get_num_threads(), coordinate_map_type=map_type
+    )
+    return ME.SparseTensor(
+        feats.to(device), coordinates=coords.to(device), coordinate_manager=manager
+    )
+
+
 class Segmentor(nn.Module):
     def __init__(self, backbone: MinkUNetBase, center_head: CenterCollapseHead | None = None):
         super().__init__()
