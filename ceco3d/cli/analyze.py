@@ -6,11 +6,9 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, ListConfig
 
-from ceco3d.cli.common import exit_cleanly_on, quiet_minkowski_warnings
-from ceco3d.paths import CONF_DIR
+from ceco3d.cli.common import hydra_app
 
 log = logging.getLogger("ceco3d.analyze")
 
@@ -31,15 +29,7 @@ def run(cfg: DictConfig) -> dict:
     return report
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="analyze", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    quiet_minkowski_warnings()
-    exit_cleanly_on()(run)(cfg)
-
-
-def main() -> None:
-    _main()
-
+main = hydra_app("analyze", run)
 
 if __name__ == "__main__":
     main()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
+import hydra
+from omegaconf import DictConfig
+
+from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.io import InputError
+from ceco3d.paths import CONF_DIR
 
 log = logging.getLogger("ceco3d")
 
@@ -17,18 +23,18 @@ def quiet_minkowski_warnings() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="MinkowskiEngine")
 
 
-def exit_cleanly_on(*errors: type[Exception]):
-    """Turn expected failures (bad input, a diverged run) into one clear line and exit 1."""
+def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """A console-script ``main`` that composes ``conf/<config_name>.yaml`` (found wherever the
+    user stands) with the command line's overrides and calls ``run(cfg)``. Expected failures
+    (bad input, a diverged run) become one clear line and exit status 1."""
 
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except (InputError, *errors) as e:
-                log.error("%s", e)
-                sys.exit(1)
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        quiet_minkowski_warnings()
+        try:
+            run(cfg)
+        except (InputError, NonFiniteLossError) as e:
+            log.error("%s", e)
+            sys.exit(1)
 
-        return wrapper
-
-    return decorate
+    return main

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ceco3d.cli.common import exit_cleanly_on, quiet_minkowski_warnings
-from ceco3d.paths import CONF_DIR
+from ceco3d.cli.common import hydra_app
 
 log = logging.getLogger("ceco3d.eval")
 
@@ -95,15 +93,7 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    quiet_minkowski_warnings()
-    exit_cleanly_on()(run)(cfg)
-
-
-def main() -> None:
-    _main()
-
+main = hydra_app("eval", run)
 
 if __name__ == "__main__":
     main()

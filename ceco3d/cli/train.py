@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from ceco3d.cli.common import exit_cleanly_on, quiet_minkowski_warnings
-from ceco3d.paths import CONF_DIR
+from ceco3d.cli.common import hydra_app
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    quiet_minkowski_warnings()
+def run(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
-    from ceco3d.engine.train import NonFiniteLossError, train
+    from ceco3d.engine.train import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    exit_cleanly_on(NonFiniteLossError)(train)(cfg, run_dir)
+    return train(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
-def main() -> None:
-    _main()
-
+main = hydra_app("train", run)
 
 if __name__ == "__main__":
     main()

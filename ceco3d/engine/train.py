@@ -21,16 +21,13 @@ from ceco3d.data.sampler import build_train_loader
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
 
 log = logging.getLogger("ceco3d.train")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 def resolve_device(name: str) -> str:
