@@ -267,3 +267,18 @@ def test_center_sync_without_process_group_is_local():
         assert classes.tolist() == [0, 1, 2]
         torch.testing.assert_close(centers[1], feats[labels == 1].mean(0))
     assert list(itertools.islice(iter(classes), 1)) == [0]
+
+
+def test_ignored_voxels_do_not_reach_the_center_branch():
+    head = CenterCollapseHead(4, 5, proj_dim=8, dropout=0.0).train()
+    feats = torch.randn(60, 4, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(60) % 5
+    labels[::3] = -1
+    noisy = feats.clone()
+    noisy[labels == -1] = 1e3  # would shift BatchNorm statistics if ignored voxels were projected
+    expected = head(feats[labels >= 0], labels[labels >= 0])
+    got = head(noisy, labels)
+    torch.testing.assert_close(got[0], expected[0])
+    assert torch.equal(got[1], expected[1])
+    empty_logits, empty_classes = head(feats[:1], labels[:1])  # fewer than 2 labelled voxels
+    assert empty_logits.shape == (0, 5) and empty_classes.numel() == 0

@@ -108,10 +108,17 @@ class CenterCollapseHead(nn.Module):
         self, features: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``features`` (N, in_dim), ``labels`` (N,). Returns ``(logits (P, K), classes (P,))``."""
+        # Only labelled voxels make centers: project those alone (cheaper; BatchNorm statistics
+        # then describe the voxels that the loss sees).
+        valid = labels != IGNORE_INDEX
+        features, labels = features[valid], labels[valid]
         if self.projection[1].training and features.shape[0] < 2:
-            # BatchNorm1d cannot normalise a single sample; an empty batch has no center anyway.
-            return features.new_zeros(0, self.num_classes), labels.new_zeros(0)
-        projected = self.projection(features)
+            # BatchNorm1d cannot normalise a single sample: no local center, but the (possibly
+            # cross-rank) center computation below still runs, so ranks stay in step.
+            features, labels = features[:0], labels[:0]
+            projected = features.new_zeros(0, self.etf.shape[1])
+        else:
+            projected = self.projection(features)
         centers, classes = class_centers(projected, labels, self.num_classes, self.sync_centers)
         centers = self.dropout(F.normalize(centers, dim=1))
         logits = self.scale * centers @ self.etf.T + self.log_prior
