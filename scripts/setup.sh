@@ -49,8 +49,12 @@ PY="${PYTHON:-python3}"
     || die "Python >= 3.10 is required (found: $("$PY" --version 2>&1)). Set PYTHON=/path/to/python3.x"
 
 have_openblas() {
-    ls /usr/include/x86_64-linux-gnu/openblas*/cblas.h /usr/include/openblas/cblas.h \
-        /usr/include/cblas.h /usr/include/*/cblas.h 2>/dev/null | grep -q .
+    local header
+    for header in /usr/include/*/openblas*/cblas.h /usr/include/openblas/cblas.h \
+        /usr/include/cblas.h /usr/include/*/cblas.h; do
+        [[ -e "$header" ]] && return 0
+    done
+    return 1
 }
 if ! have_openblas; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
