@@ -1,0 +1,8 @@
+"""``ceco3d-bench``: what the pipeline costs, each comparison a ratio measured in one run.
+
+One module per measurement: ``training`` (CeCo's training-step overhead and inference),
+``data`` (the training loader, evaluation back-projection), ``prep`` (``ceco3d-prep``
+throughput), ``memory`` (peak memory of a training step by voxel count). ``workspace`` makes the
+synthetic data and configs they run on, ``measure`` times and describes the machine, ``run``
+calls every measurement in the order the data flows, ``report`` writes the Markdown.
+"""

@@ -1,0 +1,167 @@
+"""The Markdown report of a ``ceco3d-bench`` run (tables of what bench.json holds)."""
+
+from __future__ import annotations
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def _ms(entry: dict) -> list[str]:
+    return [f"{entry['median_ms']:,.1f}", f"{entry['min_ms']:,.1f}", f"{entry['max_ms']:,.1f}"]
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def _machine(m: dict, preset: str, wall_s: float) -> list[str]:
+    gpu = f" ({m['gpu']})" if m["gpu"] else ""
+    return [
+        f"# ceco3d-bench ({preset} preset)",
+        "",
+        f"{m['date_utc']}; {m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch "
+        f"threads), {m['memory_gib']} GiB; {m['os']}; Python {m['python']}, torch {m['torch']}, "
+        f"MinkowskiEngine {m['MinkowskiEngine']}, numpy {m['numpy']}; device {m['device']}{gpu}. "
+        f"Whole run: {wall_s:.0f} s. Times are medians of interleaved repeats (min, max beside).",
+    ]
+
+
+def _training(r: dict, settings: dict) -> list[str]:
+    lines = [
+        "",
+        "## 1. CeCo training-step overhead",
+        "",
+        f"{r['model']}, {r['num_classes']} classes, one synthetic scene at "
+        f"{100 * settings['voxel_size']:g} cm cropped to {r['voxels']:,} voxels; forward + "
+        "backward + SGD step, SparseTensor rebuilt every step; "
+        f"{settings['repeats']} timed steps per loss after {r['warmup']} warm-up step(s), "
+        "CE and CeCo alternating.",
+        "",
+    ]
+    lines += _table(
+        ["loss", "median ms", "min ms", "max ms"],
+        [["ce", *_ms(r["ce"])], ["ceco", *_ms(r["ceco"])]],
+    )
+    verdict = "meets" if r["overhead_pct"] <= r["target_overhead_pct"] else "misses"
+    return [
+        *lines,
+        "",
+        f"CeCo / CE: **{r['ratio']:.3f}** (median of per-pair ratios {r['paired_ratio']:.3f}), "
+        f"overhead **{r['overhead_pct']:+.1f} %**; target ≤ +{r['target_overhead_pct']:.0f} % "
+        f"({verdict} it); the paper reports +{r['paper_overhead_pct']} %.",
+    ]
+
+
+def _inference(r: dict) -> list[str]:
+    rows = []
+    for name in ("ce", "ceco_deployed", "ceco_segmentor"):
+        entry = r[name]
+        ratio = f"{entry['ratio']:.3f} ({entry['paired_ratio']:.3f})" if "ratio" in entry else "1"
+        rows.append([name, *_ms(entry), ratio, f"{entry['parameters']:,}"])
+    same = "equals" if r["deployed_parameters_equal_ce"] else "DIFFERS FROM"
+    return [
+        "",
+        "## 2. Inference (eval mode, no grad)",
+        "",
+        f"The trained models of section 1 on the same {r['voxels']:,}-voxel batch; "
+        "`ceco_deployed`: `inference_state_dict()` loaded into a plain model; `ceco_segmentor`: "
+        "the training model in eval mode. Ratio to CE (median of per-pair ratios).",
+        "",
+        *_table(["model", "median ms", "min ms", "max ms", "ratio", "parameters"], rows),
+        "",
+        f"The deployed CeCo model's parameter count {same} the CE model's.",
+    ]
+
+
+def _loader(r: dict) -> list[str]:
+    rows = []
+    for workers in (0, 2):
+        entry = r[f"workers_{workers}"]
+        rows.append([workers, *_ms(entry), _rate(entry["samples_per_s"]),
+                     f"{entry['ratio_to_step']:.3f}"])  # fmt: skip
+    return [
+        "",
+        "## 3. Data path (dataset + default augmentation + voxelization + collation)",
+        "",
+        f"`build_train_loader`, batch size {r['batch_size']} (one full synthetic scene, cropped "
+        f"to {r['max_voxels']:,} voxels after voxelization), rounds of "
+        f"{r['batches_per_round']} batches from a fresh loader (worker start-up included), "
+        f"0 and 2 workers alternating; ratio = loader time per batch / CE training step "
+        f"({r['step_ms']:,.0f} ms).",
+        "",
+        *_table(["workers", "ms/batch", "min", "max", "samples/s", "loader / step"], rows),
+    ]
+
+
+def _prep(r: dict) -> list[str]:
+    rows = []
+    for jobs in (1, 2):
+        entry = r[f"jobs_{jobs}"]
+        rows.append([jobs, *_ms(entry), _rate(entry["vertices_per_s"]),
+                     f"{entry['scenes_per_s']:.2f}"])  # fmt: skip
+    return [
+        "",
+        "## 4. Preprocessing (`ceco3d-prep --force`)",
+        "",
+        f"{r['scenes']} synthetic scenes, {r['vertices']:,} vertices in all, voxel size "
+        f"{r['voxel_size']} m; `-j 1` and `-j 2` alternating, worker start-up included.",
+        "",
+        *_table(["-j", "median ms", "min ms", "max ms", "vertices/s", "scenes/s"], rows),
+        "",
+        f"Speed-up of `-j 2`: {r['speedup_j2']:.2f}x.",
+    ]
+
+
+def _evaluation(r: dict) -> list[str]:
+    rows = [
+        [name.replace("_", " "), *_ms(r[name]), _rate(r[name]["vertices_per_s"])]
+        for name in ("back_projection", "confusion_update")
+    ]
+    rows.append(["total", f"{r['total']['median_ms']:,.1f}", "", "",
+                 _rate(r["total"]["vertices_per_s"])])  # fmt: skip
+    return [
+        "",
+        "## 5. Evaluation after the model",
+        "",
+        f"One validation scene: {r['vertices']:,} vertices, {r['voxels']:,} voxels, "
+        f"{r['num_classes']} classes; voxel logits -> argmax -> vertices through the inverse "
+        "map, then `ConfusionMatrix.update`.",
+        "",
+        *_table(["stage", "median ms", "min ms", "max ms", "vertices/s"], rows),
+    ]
+
+
+def _memory(r: dict) -> list[str]:
+    rows = []
+    for size in r["sizes"]:
+        for loss in r["losses"]:
+            entry = size[loss]
+            gpu = f"{entry['gpu_peak_mib']:,.0f}" if "gpu_peak_mib" in entry else "-"
+            rows.append([f"{size['voxels']:,}", loss, f"{entry['step_mib']:,.0f}",
+                         f"{entry['peak_mib']:,.0f}", gpu, f"{entry['step_ms']:,.0f}"])  # fmt: skip
+    return [
+        "",
+        "## 6. Peak memory of a training step",
+        "",
+        f"{r['model']}, one fresh process per row: step MiB = peak resident memory after one "
+        "step minus the peak after building model, loss and optimizer (`VmHWM`: Linux's "
+        "`ru_maxrss` would carry over the parent's peak into the child); step ms: a second step.",
+        "",
+        *_table(["voxels", "loss", "step MiB", "peak MiB", "GPU peak MiB", "step ms"], rows),
+    ]
+
+
+def to_markdown(results: dict) -> str:
+    settings = results["settings"]
+    lines = [
+        *_machine(results["machine"], settings["preset"], results["wall_s"]),
+        *_training(results["training_step"], settings),
+        *_inference(results["inference"]),
+        *_loader(results["data_loader"]),
+        *_prep(results["preprocessing"]),
+        *_evaluation(results["evaluation"]),
+        *_memory(results["memory"]),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,122 @@
+"""CeCo's cost: training-step time with and without the center-collapse branch on the same
+batch, and inference time of the deployed models (which should not differ at all)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ceco3d.bench.measure import interleaved, paired_ratio, summary_ms
+from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.models.segmentor import Segmentor, sparse_input
+
+TARGET_OVERHEAD_PCT = 2.0
+PAPER_OVERHEAD_PCT = 10.2  # CeCo paper's reported training-time overhead
+
+
+def build_training(
+    cfg: DictConfig, device: torch.device
+) -> tuple[Segmentor, torch.nn.Module, torch.optim.Optimizer]:
+    """``(model, loss_fn, optimizer)`` as ``ceco3d.engine.train`` builds them, same seed."""
+    train_set = build_dataset(cfg, "train", training=True)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train_set).to(device)
+    loss_fn = build_loss(cfg, train_set).to(device)
+    optimizer = instantiate(cfg.optim)(params=[p for p in model.parameters() if p.requires_grad])
+    return model, loss_fn, optimizer
+
+
+def training_step(
+    model: Segmentor,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    device: torch.device,
+) -> Callable[[], None]:
+    """One step of the training loop (forward, backward, SGD) on ``batch``."""
+
+    def step() -> None:
+        model.train()
+        # A new SparseTensor every step, as in training: ME caches kernel maps per tensor.
+        x = sparse_input(batch["feats"], batch["coords"], device)
+        labels = batch["labels"].to(device)
+        parts = loss_fn(model(x, labels), labels)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+
+    return step
+
+
+def forward_pass(model: Segmentor, batch: dict, device: torch.device) -> Callable[[], None]:
+    @torch.no_grad()
+    def forward() -> None:
+        model(sparse_input(batch["feats"], batch["coords"], device))
+
+    return forward
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def bench_training(
+    cfgs: dict[str, DictConfig], batch: dict, device: torch.device, repeats: int, warmup: int
+) -> tuple[dict, dict[str, Segmentor]]:
+    """Step time of ``loss=ce`` against ``loss=ceco``; returns the results and the two models
+    after their steps (the "trained" models of the inference benchmark)."""
+    built = {loss: build_training(cfg, device) for loss, cfg in cfgs.items()}
+    steps = {loss: training_step(*parts, batch, device) for loss, parts in built.items()}
+    times = interleaved(steps, repeats, warmup, device)
+    ce, ceco = summary_ms(times["ce"]), summary_ms(times["ceco"])
+    ratio = ceco["median_ms"] / ce["median_ms"]
+    results = {
+        "model": cfgs["ce"].model.backbone,
+        "num_classes": cfgs["ce"].data.num_classes,
+        "voxels": len(batch["labels"]),
+        "warmup": warmup,
+        "ce": ce,
+        "ceco": ceco,
+        "ratio": ratio,
+        "paired_ratio": paired_ratio(times["ceco"], times["ce"]),
+        "overhead_pct": 100 * (ratio - 1),
+        "target_overhead_pct": TARGET_OVERHEAD_PCT,
+        "paper_overhead_pct": PAPER_OVERHEAD_PCT,
+    }
+    return results, {loss: parts[0] for loss, parts in built.items()}
+
+
+def bench_inference(
+    cfgs: dict[str, DictConfig],
+    trained: dict[str, Segmentor],
+    batch: dict,
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+) -> dict:
+    """Eval-mode forward time of the CE model, of the CeCo model deployed as inference does
+    (``inference_state_dict()`` loaded into a plain model) and of the CeCo segmentor itself."""
+    deployed = build_model(cfgs["ceco"]).to(device)
+    deployed.load_state_dict(trained["ceco"].inference_state_dict())
+    models = {"ce": trained["ce"], "ceco_deployed": deployed, "ceco_segmentor": trained["ceco"]}
+    for model in models.values():
+        model.eval()
+    times = interleaved(
+        {name: forward_pass(model, batch, device) for name, model in models.items()},
+        repeats,
+        warmup,
+        device,
+    )
+    results = {"voxels": len(batch["labels"]), "warmup": warmup}
+    for name, model in models.items():
+        results[name] = {**summary_ms(times[name]), "parameters": num_parameters(model)}
+        if name != "ce":
+            results[name]["ratio"] = results[name]["median_ms"] / results["ce"]["median_ms"]
+            results[name]["paired_ratio"] = paired_ratio(times[name], times["ce"])
+    results["deployed_parameters_equal_ce"] = (
+        results["ceco_deployed"]["parameters"] == results["ce"]["parameters"]
+    )
+    return results

@@ -1,0 +1,111 @@
+"""What every measurement runs on: the preset sizes, synthetic ScanNet scenes, configs, batches."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ceco3d.data.collate import collate
+from ceco3d.engine.build import build_dataset
+from ceco3d.paths import CONF_DIR
+from data_prep import synth
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: str
+    scenes: int  # synthetic train + val scenes; all of them go through the prep benchmark
+    # metres between synthetic mesh vertices; 0.035 gives 140k-220k vertices per scene (real
+    # ScanNet scenes have about 150k), 0.025 would give 270k-420k
+    vertex_spacing: float
+    voxel_size: float
+    train_voxels: int  # the training batch: one augmented scene cropped to this many voxels
+    memory_voxels: tuple[int, ...]  # crops of the memory benchmark
+    memory_losses: tuple[str, ...]  # one fresh process per crop and loss
+    loader_batches: int  # batches per loader round
+    repeats: int
+    warmup: int
+
+
+PRESETS = {
+    "full": Preset(
+        model="minkunet34c", scenes=4, vertex_spacing=0.035, voxel_size=0.02,
+        train_voxels=100_000, memory_voxels=(25_000, 50_000, 100_000),
+        memory_losses=("ce", "ceco"), loader_batches=4, repeats=7, warmup=1,
+    ),
+    "quick": Preset(
+        model="minkunet14a", scenes=2, vertex_spacing=0.08, voxel_size=0.02,
+        train_voxels=8_000, memory_voxels=(2_000, 4_000, 8_000),
+        memory_losses=("ce",), loader_batches=2, repeats=2, warmup=1,
+    ),
+}  # fmt: skip
+SYNTH_CLASSES = 40
+LOSSES = ("ce", "ceco")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Swallow a CLI's console output (its progress bars, its summary line), and the CPU build's
+    MinkowskiEngine notice in the processes it spawns."""
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if previous is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
+
+
+def run_cli(main: Callable[[list[str]], int], argv: list[str]) -> None:
+    with quiet():
+        status = main(argv)
+    if status != 0:
+        raise RuntimeError(f"{main.__module__} {' '.join(argv)} exited with {status}")
+
+
+def synthesize(raw: Path, preset: Preset, seed: int = 0) -> None:
+    """A raw ScanNet release of ``preset.scenes`` labelled scenes (no test scenes)."""
+    run_cli(synth.main, [
+        str(raw), "--scenes", str(preset.scenes), "--test-scenes", "0", "--seed", str(seed),
+        "--classes", str(SYNTH_CLASSES), "--vertex-spacing", str(preset.vertex_spacing),
+    ])  # fmt: skip
+
+
+def config_overrides(
+    root: Path, preset: Preset, loss: str = "ce", max_voxels: int | None = None
+) -> list[str]:
+    """Overrides of the training config (ScanNet200 by default): the preset's model, one scene
+    per batch, the prepared data at ``root``."""
+    return [
+        f"data.root={root}",
+        f"data.voxel_size={preset.voxel_size}",
+        f"data.max_voxels={max_voxels or preset.train_voxels}",
+        "data.batch_size=1",
+        f"model={preset.model}",
+        f"loss={loss}",
+    ]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def training_batch(cfg: DictConfig) -> dict:
+    """The first training scene as training sees it: augmented, voxelized, cropped, collated."""
+    return collate([build_dataset(cfg, "train", training=True)[0]])
+
+
+def save_batch(batch: dict, path: Path) -> None:
+    torch.save({k: batch[k] for k in ("coords", "feats", "labels")}, path)

@@ -1,0 +1,105 @@
+"""ceco3d-bench --quick end to end: every section present, the numbers positive and finite
+(no timing thresholds: timings depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("MinkowskiEngine", reason="the benchmark runs MinkowskiEngine models")
+
+# Quantities that must be positive; ratios like the CeCo overhead may have either sign.
+POSITIVE = {
+    "training_step": ["ce.median_ms", "ceco.median_ms", "ratio", "paired_ratio", "voxels"],
+    "inference": [
+        "ce.median_ms", "ce.parameters", "ceco_deployed.median_ms", "ceco_deployed.ratio",
+        "ceco_segmentor.median_ms", "ceco_segmentor.ratio", "ceco_segmentor.parameters",
+    ],
+    "data_loader": [
+        "workers_0.samples_per_s", "workers_0.ratio_to_step",
+        "workers_2.samples_per_s", "workers_2.ratio_to_step",
+    ],
+    "preprocessing": [
+        "vertices", "scenes", "jobs_1.vertices_per_s", "jobs_1.scenes_per_s",
+        "jobs_2.vertices_per_s", "jobs_2.scenes_per_s", "speedup_j2",
+    ],
+    "evaluation": [
+        "vertices", "back_projection.vertices_per_s", "confusion_update.vertices_per_s",
+        "total.vertices_per_s",
+    ],
+}  # fmt: skip
+MACHINE = ["date_utc", "cpu", "cpu_cores", "torch", "MinkowskiEngine", "device"]
+
+
+def _get(section: dict, dotted: str):
+    for key in dotted.split("."):
+        section = section[key]
+    return section
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for value in obj.values():
+            yield from _numbers(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _numbers(value)
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield obj
+
+
+def _run_quick(out, *extra) -> dict:
+    cmd = [sys.executable, "-m", "ceco3d.cli.bench", "--quick", "--out", str(out), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| ce |" in done.stdout  # the Markdown is printed
+    assert (out / "bench.md").read_text().strip()
+    return json.loads((out / "bench.json").read_text())
+
+
+def _check(results: dict, device: str) -> None:
+    for key in MACHINE:
+        assert results["machine"][key], key
+    assert results["machine"]["device"] == device
+    host = socket.gethostname()
+    if len(host) >= 6:  # a shorter name could occur in other text by chance
+        assert host not in json.dumps(results)
+    for section, keys in POSITIVE.items():
+        for number in _numbers(results[section]):
+            assert math.isfinite(number), section
+        for key in keys:
+            value = _get(results[section], key)
+            assert math.isfinite(value) and value > 0, f"{section}.{key} = {value}"
+    inference = results["inference"]
+    assert inference["deployed_parameters_equal_ce"]
+    assert inference["ceco_segmentor"]["parameters"] > inference["ce"]["parameters"]
+    memory = results["memory"]
+    assert len(memory["sizes"]) == 3
+    voxels = [size["voxels"] for size in memory["sizes"]]
+    assert voxels == sorted(voxels) and voxels[0] > 0
+    for size in memory["sizes"]:
+        for loss in memory["losses"]:
+            entry = size[loss]
+            for key in ("baseline_mib", "peak_mib", "step_mib", "step_ms"):
+                assert math.isfinite(entry[key]) and entry[key] > 0, (size["voxels"], loss, key)
+    assert results["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_section(tmp_path):
+    _check(_run_quick(tmp_path / "bench", "--device", "cpu"), "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quick_bench_on_gpu(tmp_path):
+    results = _run_quick(tmp_path / "bench", "--device", "cuda")
+    _check(results, "cuda")
+    assert all(size["ce"]["gpu_peak_mib"] > 0 for size in results["memory"]["sizes"])
