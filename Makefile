@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP := bash scripts/setup.sh
 
-.PHONY: setup test test-fast demo demo-quick bench lint format clean
+.PHONY: setup test test-fast demo demo-quick seeds bench lint format clean
 
 setup:
 	@$(SETUP)
@@ -20,6 +20,9 @@ demo: setup
 demo-quick: setup
 	$(VENV)/bin/ceco3d-demo --quick
 
+seeds: setup
+	bash scripts/ce_vs_ceco_seeds.sh
+
 bench: setup
 	$(VENV)/bin/ceco3d-bench
 
@@ -32,4 +35,4 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf outputs runs .pytest_cache
+	rm -rf runs demo_out demo_seeds bench_out .pytest_cache

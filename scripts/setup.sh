@@ -117,10 +117,12 @@ else
         if [[ ! -x "$BVENV/bin/python" ]]; then
             step "creating build environment $BVENV"
             "$PY" -m venv "$BVENV"
-            # torch without its dependency pins (it asks for setuptools>=77, which the sdist cannot use)
-            "$BVENV/bin/python" -m pip install -q --no-deps "torch==$TORCH_VERSION"
-            "$BVENV/bin/python" -m pip install -q "numpy" "wheel" "setuptools<70" ninja \
-                typing-extensions sympy networkx jinja2 fsspec filelock
+            # torch without its dependency pins: it asks for setuptools>=77, which the sdist's
+            # setup.py cannot use (pip's resolver complaint about that is expected; see the log).
+            { "$BVENV/bin/python" -m pip install -q --no-deps "torch==$TORCH_VERSION" \
+                && "$BVENV/bin/python" -m pip install -q "numpy" "wheel" "setuptools<70" ninja \
+                    typing-extensions sympy networkx jinja2 fsspec filelock; } \
+                > "$BVENV.log" 2>&1 || { tail -n 20 "$BVENV.log" >&2; die "could not create $BVENV"; }
         fi
         if [[ ! -f "$SDIST" ]] || ! echo "$ME_SHA256  $SDIST" | sha256sum -c --quiet - 2>/dev/null; then
             step "downloading the MinkowskiEngine $ME_VERSION source package"
@@ -148,7 +150,8 @@ else
         pid=$!
         while kill -0 "$pid" 2>/dev/null; do
             sleep 20
-            step "  ... still compiling ($(grep -c -E '^\[[0-9]+/[0-9]+\]|g\+\+|nvcc' "$BUILD/build.log" || true) compiler lines so far)"
+            done_files=$(grep -o -E '^\[[0-9]+/[0-9]+\]' "$BUILD/build.log" | tail -n 1 || true)
+            step "  ... still compiling (ninja ${done_files:-[0/?]} source files started)"
         done
         if ! wait "$pid"; then
             tail -n 40 "$BUILD/build.log" >&2
