@@ -282,3 +282,27 @@ def test_ignored_voxels_do_not_reach_the_center_branch():
     assert torch.equal(got[1], expected[1])
     empty_logits, empty_classes = head(feats[:1], labels[:1])  # fewer than 2 labelled voxels
     assert empty_logits.shape == (0, 5) and empty_classes.numel() == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and ME.is_cuda_available()),
+    reason="needs a CUDA GPU and MinkowskiEngine built with CUDA",
+)
+def test_ceco_step_on_gpu_matches_cpu():
+    from ceco3d.models.segmentor import sparse_input
+
+    k = 7
+    coords, feats = random_scene(num_points=500, batch=2)
+    labels = _labels(len(coords), k)
+    losses = {}
+    for device in ("cpu", "cuda"):
+        model = _segmentor(k, with_head=True).to(device).train()
+        model.center_head.dropout.p = 0.0
+        dev = torch.device(device)
+        out = model(sparse_input(feats, coords, dev), labels.to(dev))
+        parts = CeCoLoss(0.4)(out, labels.to(dev))
+        parts["loss"].backward()
+        losses[device] = {name: value.item() for name, value in parts.items()}
+    for name in ("ce", "center", "loss"):
+        assert losses["cuda"][name] == pytest.approx(losses["cpu"][name], rel=1e-3)
