@@ -2,7 +2,8 @@
 
 Runs the same commands a user runs (each as its own process): ceco3d-synth -> ceco3d-prep ->
 ceco3d-train (CE, then CeCo: same seed, data and budget) -> ceco3d-eval -> ceco3d-analyze ->
-ceco3d-submit (+ --check), and ends with a comparison table (Markdown and JSON).
+ceco3d-submit (+ --check), and ends with a comparison table (Markdown and JSON). Finished steps
+are reused when the same command runs again (more seeds, or after an interruption).
 
     ceco3d-demo                      # about 20 minutes on 2 CPU cores
     ceco3d-demo --quick              # about 3 minutes, a first look
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ceco3d.io import save_json
 
 # The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth_classes.py),
 # not tuned for either loss; the sizes are chosen for a 2-core CPU.
@@ -118,10 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     print(f"[demo] preset {'quick' if args.quick else 'full'}: {preset}; output in {out}")
 
-    _run("synth", "data_prep.synth", str(raw), "--scenes", str(preset.scenes),
-         "--test-scenes", str(preset.test_scenes), "--seed", str(args.data_seed),
-         "--classes", str(preset.classes), "--vertex-spacing", str(preset.vertex_spacing),
-         log_dir=logs)  # fmt: skip
+    synth_args = [str(raw), "--scenes", str(preset.scenes), "--test-scenes",
+                  str(preset.test_scenes), "--seed", str(args.data_seed), "--classes",
+                  str(preset.classes), "--vertex-spacing", str(preset.vertex_spacing)]  # fmt: skip
+    synth_stamp = out / "synth_args.json"
+    if synth_stamp.is_file() and json.loads(synth_stamp.read_text()) == synth_args:
+        print(f"[demo] synth: {raw} already holds this data set")
+    else:
+        _run("synth", "data_prep.synth", *synth_args, log_dir=logs)
+        save_json(synth_stamp, synth_args)
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
          "--voxel-size", str(preset.voxel_size), log_dir=logs)  # fmt: skip
 
@@ -129,19 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for loss in LOSSES:
             run_name = f"{loss}_seed{seed}"
+            ckpt = out / "runs" / run_name / "checkpoints" / "last.pt"
+            summary_path = out / "eval" / run_name / "summary.json"
+            done = ckpt.is_file() and summary_path.is_file()
+            if done and summary_path.stat().st_mtime > ckpt.stat().st_mtime:
+                print(f"[demo] {run_name}: trained and evaluated already ({summary_path})")
+                per_seed[loss].append(json.loads(summary_path.read_text()))
+                continue
+            # resume=auto: an interrupted demo continues its runs where they stopped.
             _run(f"train {run_name}", "ceco3d.cli.train", f"loss={loss}", f"seed={seed}",
                  f"data.root={prepared}", f"data.voxel_size={preset.voxel_size}",
                  f"model={preset.model}", f"data.batch_size={preset.batch_size}",
                  f"data.max_voxels={preset.max_voxels}", "data.num_workers=1",
                  f"trainer.max_steps={preset.steps}", f"trainer.val_every={preset.steps}",
-                 f"trainer.ckpt_every={preset.steps}", "trainer.log_every=10",
-                 f"runs_root={out / 'runs'}", f"run_name={run_name}", log_dir=logs)  # fmt: skip
-            ckpt = out / "runs" / run_name / "checkpoints" / "last.pt"
+                 f"trainer.ckpt_every={preset.steps // 3}", "trainer.log_every=10",
+                 "trainer.resume=auto", f"runs_root={out / 'runs'}", f"run_name={run_name}",
+                 log_dir=logs)  # fmt: skip
             _run(f"eval {run_name}", "ceco3d.cli.evaluate", f"ckpt={ckpt}",
                  f"out={out / 'eval' / run_name}", "export.preview=true",
                  "export.max_scenes=2", log_dir=logs)  # fmt: skip
-            summary = json.loads((out / "eval" / run_name / "summary.json").read_text())
-            per_seed[loss].append(summary)
+            per_seed[loss].append(json.loads(summary_path.read_text()))
 
     first = args.seeds[0]
     ckpts = [
