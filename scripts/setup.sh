@@ -103,7 +103,7 @@ VARIANT=$([[ $want_cuda == 1 ]] && echo "cu${TORCH_CUDA//./}" || echo cpu)
 KEY="me${ME_VERSION}-torch${TORCH_VERSION}-${PYTAG}-${VARIANT}-patch$(sha256sum "$ME_PATCH" | cut -c1-8)"
 WHEEL_DIR="$CACHE/wheels/$KEY"
 
-installed_key=$("$VPY" -c "import MinkowskiEngine, pathlib; print(pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').read_text().strip())" 2>/dev/null || true)
+installed_key=$("$VPY" -W ignore -c "import MinkowskiEngine, pathlib; print(pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').read_text().strip())" 2>/dev/null || true)
 if [[ "$installed_key" == "$KEY" ]]; then
     step "MinkowskiEngine $KEY already installed"
 else
@@ -164,7 +164,7 @@ else
     fi
     step "installing MinkowskiEngine from $WHEEL_DIR"
     "$VPY" -m pip install -q --no-deps --force-reinstall "$WHEEL_DIR"/*.whl
-    "$VPY" -c "import MinkowskiEngine, pathlib, sys; pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').write_text(sys.argv[1])" "$KEY"
+    "$VPY" -W ignore -c "import MinkowskiEngine, pathlib, sys; pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').write_text(sys.argv[1])" "$KEY"
 fi
 
 step "checking the installation"
