@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from ceco3d.io import save_json
+from ceco3d.paths import CONF_DIR
 
 # The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth_classes.py),
 # not tuned for either loss; the sizes are chosen for a 2-core CPU.
@@ -31,20 +33,18 @@ from ceco3d.io import save_json
 
 @dataclass(frozen=True)
 class Preset:
+    """The synthetic data set; the training recipe is ``conf/experiment/<experiment>.yaml``."""
+
     scenes: int  # train + val
     test_scenes: int
     classes: int
     vertex_spacing: float  # metres
-    voxel_size: float
-    model: str
-    steps: int
-    batch_size: int
-    max_voxels: int
+    experiment: str
 
 
 PRESETS = {
-    "full": Preset(40, 4, 40, 0.05, 0.05, "minkunet18a", 300, 2, 8000),
-    "quick": Preset(12, 2, 24, 0.08, 0.08, "minkunet14a", 40, 2, 5000),
+    "full": Preset(40, 4, 40, 0.05, "demo"),
+    "quick": Preset(12, 2, 24, 0.08, "demo_quick"),
 }
 LOSSES = ("ce", "ceco")
 STAT_COLUMNS = [
@@ -55,6 +55,14 @@ COLLAPSE_COLUMNS = [
     ("equiang. F", "equiangularity_features"), ("sep. F", "separation_features"),
     ("equiang. W", "equiangularity_weights"), ("sep. W", "separation_weights"),
 ]  # fmt: skip
+
+
+def _recipe(experiment: str):
+    """The composed training config of ``experiment`` (its data and trainer settings)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={experiment}", "data.root=-"])
 
 
 def _run(step: str, module: str, *args: str, log_dir: Path) -> None:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     preset = PRESETS["quick" if args.quick else "full"]
+    recipe = _recipe(preset.experiment)
     out = args.out.resolve()
     raw, prepared, logs = out / "raw", out / "prepared", out / "logs"
     start = time.perf_counter()
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         _run("synth", "data_prep.synth", *synth_args, log_dir=logs)
         save_json(synth_stamp, synth_args)
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
-         "--voxel-size", str(preset.voxel_size), log_dir=logs)  # fmt: skip
+         "--voxel-size", str(recipe.data.voxel_size), log_dir=logs)  # fmt: skip
 
     per_seed: dict[str, list[dict]] = {loss: [] for loss in LOSSES}
     for seed in args.seeds:
@@ -144,15 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[demo] {run_name}: trained and evaluated already ({summary_path})")
                 per_seed[loss].append(json.loads(summary_path.read_text()))
                 continue
-            # resume=auto: an interrupted demo continues its runs where they stopped.
-            _run(f"train {run_name}", "ceco3d.cli.train", f"loss={loss}", f"seed={seed}",
-                 f"data.root={prepared}", f"data.voxel_size={preset.voxel_size}",
-                 f"model={preset.model}", f"data.batch_size={preset.batch_size}",
-                 f"data.max_voxels={preset.max_voxels}", "data.num_workers=1",
-                 f"trainer.max_steps={preset.steps}", f"trainer.val_every={preset.steps}",
-                 f"trainer.ckpt_every={preset.steps // 3}", "trainer.log_every=10",
-                 "trainer.resume=auto", f"runs_root={out / 'runs'}", f"run_name={run_name}",
-                 log_dir=logs)  # fmt: skip
+            # The recipe sets trainer.resume=auto: an interrupted demo continues its runs.
+            _run(f"train {run_name}", "ceco3d.cli.train", f"experiment={preset.experiment}",
+                 f"loss={loss}", f"seed={seed}", f"data.root={prepared}",
+                 f"runs_root={out / 'runs'}", f"run_name={run_name}", log_dir=logs)  # fmt: skip
             _run(f"eval {run_name}", "ceco3d.cli.evaluate", f"ckpt={ckpt}",
                  f"out={out / 'eval' / run_name}", "export.preview=true",
                  "export.max_scenes=2", log_dir=logs)  # fmt: skip
@@ -178,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         f"# ceco3d demo ({'quick' if args.quick else 'full'} preset)",
         "",
         f"Synthetic ScanNet200 ({preset.classes} classes, {preset.scenes} train+val scenes, data "
-        f"seed {args.data_seed}), {preset.model}, {preset.voxel_size * 100:g} cm voxels, "
-        f"{preset.steps} steps of batch {preset.batch_size} (crop {preset.max_voxels} voxels), "
-        f"training seed {first}. Point imbalance factor (train, voxels): "
+        f"seed {args.data_seed}), experiment={preset.experiment}: {recipe.model.backbone}, "
+        f"{recipe.data.voxel_size * 100:g} cm voxels, {recipe.trainer.max_steps} steps of batch "
+        f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels), training seed "
+        f"{first}. Point imbalance factor (train, voxels): "
         f"{imbalance['point_imbalance_factor']:.0f}; center imbalance factor: "
         f"{imbalance['center_imbalance_factor']:.0f}. Point-level val metrics in %; "
         "neural-collapse statistics of the val features (F) and classifier weights (W), "
@@ -194,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     report += ["", f"Wall time: {minutes:.1f} min."]
     text = "\n".join(report) + "\n"
     (out / "results.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"preset": preset.__dict__, "per_seed": per_seed,
-                                                  "analysis": analysis}, indent=1))  # fmt: skip
+    recipe_used = {k: OmegaConf.to_container(recipe[k]) for k in ("model", "data", "trainer")}
+    summary = {"preset": preset.__dict__, "recipe": recipe_used, "per_seed": per_seed,
+               "analysis": analysis}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
     print("\n" + text)
     print(f"[demo] plots: {out / 'analysis'}, {out / 'eval'}; submission: {submission}")
     return 0
