@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-from ceco3d.cli.common import hydra_app
+from ceco3d.cli.common import data_overrides, hydra_app
 
 log = logging.getLogger("ceco3d.analyze")
 
@@ -21,7 +21,7 @@ def run(cfg: DictConfig) -> dict:
 
     ckpts = list(cfg.ckpt) if isinstance(cfg.ckpt, ListConfig) else [cfg.ckpt]
     names = list(cfg.names) if cfg.names is not None else None
-    overrides = [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+    overrides = data_overrides(cfg)
     device = torch.device(resolve_device(cfg.device))
     report = analyze(ckpts, names, cfg.split, Path(cfg.out), device, overrides, cfg.max_scenes)
     log.info("analysis of %s:\n%s", cfg.split, json.dumps(report["models"], indent=1, default=str))

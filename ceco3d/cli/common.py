@@ -23,6 +23,11 @@ def quiet_minkowski_warnings() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="MinkowskiEngine")
 
 
+def data_overrides(cfg: DictConfig) -> list[str]:
+    """The ``data.*`` keys a user set (non-null) as overrides of a checkpoint's config."""
+    return [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+
+
 def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
     """A console-script ``main`` that composes ``conf/<config_name>.yaml`` (found wherever the
     user stands) with the command line's overrides and calls ``run(cfg)``. Expected failures

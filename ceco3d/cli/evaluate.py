@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ceco3d.cli.common import hydra_app
+from ceco3d.cli.common import data_overrides, hydra_app
 
 log = logging.getLogger("ceco3d.eval")
 
@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> dict:
     device_type = resolve_device(cfg.device)
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
-    overrides = [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+    overrides = data_overrides(cfg)
     model, train_cfg = load_for_inference(cfg.ckpt, overrides, device=str(device))
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
     datasets = view_datasets(train_cfg, cfg.split, views)

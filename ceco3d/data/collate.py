@@ -1,8 +1,8 @@
-"""Batching of voxel samples for MinkowskiEngine, and a DataLoader whose batches are reproducible.
+"""Batching of voxel samples for MinkowskiEngine, and the seeding of DataLoader workers.
 
-Batches depend on ``(seed, epoch)`` only, never on ``num_workers``: each sample draws from its own
-``(seed, epoch, index)`` generator (see ``ceco3d.data.dataset``) and the shuffled order comes from
-a sampler seeded by ``(seed, epoch)``. Call ``set_loader_epoch`` before every epoch.
+Batches depend on ``(seed, step)`` only, never on ``num_workers``: each sample draws from its own
+``(seed, epoch, index)`` generator (see ``ceco3d.data.dataset``) and the order comes from the
+step-indexed sampler in ``ceco3d.data.sampler``.
 """
 
 from __future__ import annotations

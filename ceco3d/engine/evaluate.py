@@ -55,14 +55,13 @@ def evaluate(
     count = len(datasets[0]) if max_scenes is None else min(max_scenes, len(datasets[0]))
     indices = range(count)[dist_info.rank :: dist_info.world_size]
     scenes = predict_scenes(model, datasets, device, indices)
-    for sample, out, vertex_logits in tqdm(
+    for sample, out, vertex_pred in tqdm(
         scenes, total=len(indices), desc="evaluate", disable=not progress, leave=False
     ):
-        voxel_pred = out["logits"].argmax(1).cpu().numpy()
-        voxels.update(sample["label"], voxel_pred)
-        single.update(sample["point_label"], voxel_pred[sample["inverse"]])
-        vertex_pred = vertex_logits.argmax(1).cpu().numpy()
-        tta.update(sample["point_label"], vertex_pred)
+        voxels.update(sample["label"], out["pred"])
+        single.update(sample["point_label"], out["pred"][sample["inverse"]])
+        if len(datasets) > 1:
+            tta.update(sample["point_label"], vertex_pred)
         centers.update(out["features"], torch.as_tensor(sample["label"], device=device))
         if on_scene is not None:
             on_scene(sample, vertex_pred)

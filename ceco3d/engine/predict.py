@@ -91,20 +91,26 @@ def predict_scenes(
     datasets: list[ScanNetDataset],
     device: torch.device,
     indices=None,
-) -> Iterator[tuple[dict, dict, torch.Tensor]]:
-    """Yields ``(plain sample, model outputs of the plain view, vertex logits (N, K))``; the
-    vertex logits average every view's voxel logits gathered through its inverse map."""
+) -> Iterator[tuple[dict, dict, np.ndarray]]:
+    """Yields ``(plain sample, model outputs of the plain view + its voxel prediction "pred"
+    (M,), vertex prediction (N,))``. With views, the vertex prediction is the argmax of every
+    view's voxel logits gathered through its inverse map and averaged; without, it is the plain
+    voxel prediction gathered through the inverse map (no (N, K) logits are formed)."""
     model.eval()
     plain = datasets[0]
     for index in indices if indices is not None else range(len(plain)):
         sample = plain[index]
         out = forward_sample(model, sample, device)
+        out["pred"] = out["logits"].argmax(1).cpu().numpy()
+        if len(datasets) == 1:
+            yield sample, out, out["pred"][sample["inverse"]]
+            continue
         vertex = out["logits"][torch.as_tensor(sample["inverse"], device=device)]
         for dataset in datasets[1:]:
             view = dataset[index]
             logits = forward_sample(model, view, device)["logits"]
             vertex = vertex + logits[torch.as_tensor(view["inverse"], device=device)]
-        yield sample, out, vertex / len(datasets)
+        yield sample, out, vertex.argmax(1).cpu().numpy()
 
 
 def predict_split(
@@ -113,5 +119,5 @@ def predict_split(
     """Yields ``(scene, per-vertex class indices (N,))`` in mesh vertex order."""
     device = next(model.parameters()).device
     datasets = view_datasets(cfg, split, views or [TTAView()])
-    for sample, _, vertex_logits in predict_scenes(model, datasets, device):
-        yield sample["scene"], vertex_logits.argmax(1).cpu().numpy()
+    for sample, _, vertex_pred in predict_scenes(model, datasets, device):
+        yield sample["scene"], vertex_pred
