@@ -261,13 +261,14 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(
     # (n/(n-1) per rank against 2n/(2n-1)). BatchNorm's backward pass is a nearly cancelling sum,
     # so its float error grows fast with each SGD step: measured 5e-5 after one step, 2e-3 after
     # two; one process on batch 1 (what a rank without gradient averaging would do) ends 4e-2
-    # away.
+    # away. The center branch computes over the global batch here (sync_centers); by default
+    # each rank keeps its own centers, as the authors' release does, and DDP is not one process.
     root = twin_scene_root(synthetic_scannet.prepared, tmp_path)
     # Coarser voxels than prepared (training re-voxelizes) and no crop or augmentation: a random
     # crop or augmentation would differ between the twins.
     settings = (
         "data.voxel_size=0.1", "data.max_voxels=null", "aug=none", "loss=ceco",
-        "trainer.max_steps=2", "trainer.ckpt_every=2",
+        "loss.center_head.sync_centers=true", "trainer.max_steps=2", "trainer.ckpt_every=2",
     )  # fmt: skip
     # Each rank gets its own run folder, so that what rank 1 writes can be seen apart.
     overrides = train_overrides(root, tmp_path, "ddp_rank${oc.env:RANK}", *settings)
