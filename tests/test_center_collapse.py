@@ -77,9 +77,7 @@ def reference_logits(head: CenterCollapseHead, features, labels, dropout_mask=No
 
 
 def reference_loss(logits: torch.Tensor, classes: list[int]) -> torch.Tensor:
-    terms = [
-        -(logits[p, k] - torch.log(torch.exp(logits[p]).sum())) for p, k in enumerate(classes)
-    ]
+    terms = [-(logits[p, k] - torch.log(torch.exp(logits[p]).sum())) for p, k in enumerate(classes)]
     return sum(terms) / len(terms)
 
 
@@ -148,7 +146,7 @@ def test_frozen_parts_are_unchanged_by_an_optimizer_step(train_projection):
         optimizer.step()
     after = model.state_dict()
     frozen = [k for k in before if k.startswith(("center_head.reduce.0", "center_head.gain.0"))]
-    frozen += [k for k in before if k in ("center_head.reduce.1.weight", "center_head.reduce.1.bias")]
+    frozen += ["center_head.reduce.1.weight", "center_head.reduce.1.bias"]
     assert len(frozen) == 5
     for key in frozen:
         assert torch.equal(before[key], after[key]) != train_projection, key

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 import MinkowskiEngine as ME
 import numpy as np
 import pytest
 import torch
 
 from ceco3d.losses import CeCoLoss, CrossEntropyLoss, class_weights
-from ceco3d.models.center_collapse import CenterCollapseHead, class_centers, simplex_etf
+from ceco3d.models.center_collapse import CenterCollapseHead, class_moments, simplex_etf
 from ceco3d.models.minkunet import BACKBONES, build_backbone
 from ceco3d.models.segmentor import Segmentor
 from tests.conftest import random_scene
@@ -91,17 +89,31 @@ def test_simplex_etf_is_seeded_and_needs_enough_dimensions():
 # --- class centers ---------------------------------------------------------------------------
 
 
-def test_class_centers_equal_naive_loop():
+def test_class_moments_equal_naive_loops():
     k, n = 9, 400
     feats = torch.randn(n, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    feats = feats * 3 + 100  # far from zero: the covariance must not cancel
     labels = _labels(n, k)
     labels[labels == 4] = -1  # class 4 absent
-    feats, labels = feats[labels >= 0], labels[labels >= 0]  # the head passes labelled voxels
-    centers, classes = class_centers(feats, labels, k)
-    expected = [(c, feats[labels == c].mean(0)) for c in range(k) if (labels == c).any()]
-    assert classes.tolist() == [c for c, _ in expected]
-    assert 4 not in classes.tolist()
-    torch.testing.assert_close(centers, torch.stack([m for _, m in expected]))
+    counts, sums, mean, cov = class_moments(feats, labels, k)
+    valid = feats[labels >= 0]
+    for c in range(k):
+        assert counts[c] == (labels == c).sum()
+        torch.testing.assert_close(sums[c], feats[labels == c].sum(0))
+    torch.testing.assert_close(mean, valid.mean(0))
+    torch.testing.assert_close(cov, torch.cov(valid.T, correction=0))
+    assert counts[4] == 0
+
+
+def test_class_moments_gradient():
+    feats = torch.randn(40, 3, dtype=torch.float64, requires_grad=True)
+    labels = _labels(40, 4, seed=3)
+
+    def moments(x):
+        _, sums, mean, cov = class_moments(x, labels, 4)
+        return sums, mean, cov
+
+    assert torch.autograd.gradcheck(moments, (feats,))
 
 
 def test_absent_class_gets_no_center_and_no_loss_term():
@@ -251,11 +263,10 @@ def test_ceco_loss_needs_the_branch():
 def test_center_sync_without_process_group_is_local():
     feats = torch.randn(30, 4)
     labels = torch.arange(30) % 3
-    for sync in (False, True):
-        centers, classes = class_centers(feats, labels, 3, sync=sync)
-        assert classes.tolist() == [0, 1, 2]
-        torch.testing.assert_close(centers[1], feats[labels == 1].mean(0))
-    assert list(itertools.islice(iter(classes), 1)) == [0]
+    local = class_moments(feats, labels, 3, sync=False)
+    for synced, alone in zip(class_moments(feats, labels, 3, sync=True), local, strict=True):
+        assert torch.equal(synced, alone)
+    torch.testing.assert_close(local[1][1], feats[labels == 1].sum(0))
 
 
 def test_ignored_voxels_do_not_reach_the_center_branch():
