@@ -248,11 +248,11 @@ class Res16UNetBase(MinkUNetBase):
 
 
 class Res16UNet34(Res16UNetBase):
-    LAYERS = (2, 3, 4, 6, 2, 2, 2, 2)
+    LAYERS = MinkUNet34.LAYERS
 
 
 class Res16UNet34C(Res16UNet34):
-    PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
+    PLANES = MinkUNet34C.PLANES
 
 
 class Res16UNet34D(Res16UNet34):
