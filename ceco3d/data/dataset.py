@@ -185,7 +185,9 @@ class ScanNetDataset(torch.utils.data.Dataset):
     ) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.transform is not None:
-            points = self.transform(points, rng)
+            # The labels ride along, so that a transform that drops points drops their labels.
+            points = self.transform(dict(points, label=point_label), rng)
+            point_label = points.pop("label")
         voxels = voxelize(points["coord"], self.voxel_size)
         label = majority_labels(voxels.inverse, point_label, voxels.num_voxels).astype(np.int64)
         grid, inverse = voxels.grid, voxels.inverse

@@ -3,11 +3,14 @@
 Every transform takes the sample dict and an explicit ``numpy.random.Generator`` and draws all of
 its randomness from that generator, so a sample is a pure function of its seed. They act on the
 point-level keys ``coord`` (N, 3) float32 metres, ``color`` (N, 3) float32 in 0..255 and, where
-present, ``normal`` (N, 3) float32 unit vectors; other keys pass through untouched. Arrays are
-replaced, never written in place, so a caller's arrays are never changed.
+present, ``normal`` (N, 3) float32 unit vectors; other keys pass through untouched, except that a
+transform that drops points (``RandomVoxelDropout``) drops the same rows of every array, so every
+value in a sample is a per-point array (the dataset hands the point labels along as ``label``).
+Arrays are replaced, never written in place, so a caller's arrays are never changed.
 
 Geometric transforms act about the centre of the cloud's bounding box, so the scene stays where it
-was. The defaults follow Pointcept's ScanNet recipe (``conf/aug/default.yaml`` lists them).
+was. The defaults follow Pointcept's ScanNet recipe (``conf/aug/default.yaml`` lists them);
+``conf/aug/csc.yaml`` and ``conf/aug/lg.yaml`` express the CSC / LG recipes with the same pieces.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.ndimage import convolve1d, map_coordinates
+
+from ceco3d.data.voxelize import voxelize
 
 Sample = dict
 Transform = Callable[[Sample, np.random.Generator], Sample]
@@ -70,7 +75,7 @@ def _rotate(sample: Sample, rotation: np.ndarray) -> Sample:
 
 def _rotation_matrix(axis: int, angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
-    i, j = [a for a in range(3) if a != axis]
+    i, j = (axis + 1) % 3, (axis + 2) % 3  # cyclic, so right-handed about every axis (y too)
     rotation = np.eye(3)
     rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
     return rotation
@@ -94,13 +99,44 @@ class RandomTilt(_Transform):
         return _rotate(sample, _rotation_matrix(1, angle_y) @ _rotation_matrix(0, angle_x))
 
 
-class RandomFlip(_Transform):
-    """Mirror x and y independently, each with probability ``p``, about the box centre."""
+class RandomRotation(_Transform):
+    """Rotate about x, y and z by angles uniform in ``bounds`` (one (low, high) pair of radians per
+    axis), the three rotations composed in a random order when ``random_order`` is set (the CSC /
+    LG voxelizer does so "to prevent bias")."""
 
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = float(p)
+    def __init__(
+        self,
+        bounds: Sequence[Sequence[float]] = ((-np.pi / 64, np.pi / 64),) * 2 + ((-np.pi, np.pi),),
+        random_order: bool = True,
+    ) -> None:
+        self.bounds = tuple((float(low), float(high)) for low, high in bounds)
+        if len(self.bounds) != 3:
+            raise ValueError(
+                f"RandomRotation bounds: one (low, high) per axis x, y, z, not {list(bounds)}"
+            )
+        self.random_order = bool(random_order)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        rotations = [
+            _rotation_matrix(axis, rng.uniform(low, high))
+            for axis, (low, high) in enumerate(self.bounds)
+        ]
+        if self.random_order:
+            rotations = [rotations[i] for i in rng.permutation(3)]
+        return _rotate(sample, rotations[0] @ rotations[1] @ rotations[2])
+
+
+class RandomFlip(_Transform):
+    """Mirror x and y independently, each with probability ``p``, about the box centre; the whole
+    step runs with probability ``p_apply`` (CSC / LG: 0.95, then 0.5 per axis)."""
+
+    def __init__(self, p: float = 0.5, p_apply: float = 1.0) -> None:
+        self.p, self.p_apply = float(p), float(p_apply)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        # Draw for p_apply only when it can fail, so recipes without it see the same random stream.
+        if self.p_apply < 1 and rng.random() >= self.p_apply:
+            return sample
         flip = rng.random(2) < self.p
         if not flip.any():
             return sample
@@ -124,6 +160,45 @@ class RandomScale(_Transform):
         coord = sample["coord"]
         center = _bbox_center(coord)
         return dict(sample, coord=(coord - center) * scale + center)
+
+
+class RandomVoxelDropout(_Transform):
+    """With probability ``p``, remove the points of a random ``ratio`` share of the voxels they
+    occupy at ``voxel_size`` metres, and the same rows of every other per-point array.
+
+    CSC's ``RandomDropout`` drops voxels of the voxelized scene. Here the points go before
+    voxelization, so only whole-voxel shifts (``RandomGridShift``) may follow this transform: its
+    grid has to be the one the dataset voxelizes on.
+    """
+
+    def __init__(self, voxel_size: float, ratio: float = 0.2, p: float = 0.2) -> None:
+        self.voxel_size, self.ratio, self.p = float(voxel_size), float(ratio), float(p)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        voxels = voxelize(sample["coord"], self.voxel_size)
+        count = int(voxels.num_voxels * (1 - self.ratio))
+        keep_voxel = np.zeros(voxels.num_voxels, dtype=bool)
+        keep_voxel[rng.choice(voxels.num_voxels, count, replace=False)] = True
+        keep = keep_voxel[voxels.inverse]
+        return {key: value[keep] for key, value in sample.items()}
+
+
+class RandomGridShift(_Transform):
+    """Translate by a whole number of voxels, uniform in [0, ``max_voxels``) per axis.
+
+    The voxelization is the same up to that shift (and float32 rounding); what changes is the
+    parity of the grid coordinates, i.e. which voxels the stride-2 convolutions merge (CSC: "making
+    the network invariant to even, odd coords is important").
+    """
+
+    def __init__(self, voxel_size: float, max_voxels: int = 100) -> None:
+        self.voxel_size, self.max_voxels = float(voxel_size), int(max_voxels)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        shift = self.voxel_size * rng.integers(0, self.max_voxels, size=3)
+        return dict(sample, coord=(sample["coord"] + shift).astype(np.float32))
 
 
 class ElasticDistortion(_Transform):

@@ -1,6 +1,12 @@
-"""MinkUNet backbones (Choy et al., 4D Spatio-Temporal ConvNets, CVPR 2019), as MinkowskiEngine's
-own examples define them: depth (``LAYERS``) and width (``PLANES``) are class-level data and a
-variant is a two-line subclass.
+"""MinkUNet backbones (Choy et al., 4D Spatio-Temporal ConvNets, CVPR 2019): depth (``LAYERS``)
+and width (``PLANES``) are class-level data and a variant is a two-line subclass.
+
+Two families share one topology (four stride-2 stages down, four transposed stages up, skip
+concatenation) and differ in the class-level settings below:
+
+* ``MinkUNet*``: as MinkowskiEngine's own examples (``examples/minkunet.py``) define them.
+* ``Res16UNet*``: as the Contrastive Scene Contexts and Language-Grounded Semseg codebases define
+  them (``models/res16unet.py`` there), on which CeCo's 3D results were obtained.
 
 Tensor names say where they live: ``out_b3p8`` is the output of block 3 at tensor stride 8;
 ``conv1p1s2`` takes stride 1 and convolves with stride 2.
@@ -57,12 +63,17 @@ class MinkUNetBase(nn.Module):
     PLANES: tuple[int, ...] = (32, 64, 128, 256, 256, 128, 96, 96)
     INIT_DIM = 32
     STEM_KERNEL = 5
+    # BatchNorm momentum inside the residual blocks; None: the constructor's ``bn_momentum``.
+    BLOCK_BN_MOMENTUM: float | None = None
 
     def __init__(self, in_channels: int, num_classes: int, bn_momentum: float = 0.1, dimension=3):
         super().__init__()
         self.num_classes = num_classes
         self.feature_dim = self.PLANES[7] * self.BLOCK.expansion
         self._bn_momentum = bn_momentum
+        self._block_bn_momentum = (
+            bn_momentum if self.BLOCK_BN_MOMENTUM is None else self.BLOCK_BN_MOMENTUM
+        )
         self._dimension = dimension
         d, planes, exp = dimension, self.PLANES, self.BLOCK.expansion
 
@@ -124,7 +135,7 @@ class MinkUNetBase(nn.Module):
                     self.inplanes,
                     planes,
                     downsample=downsample if i == 0 else None,
-                    bn_momentum=self._bn_momentum,
+                    bn_momentum=self._block_bn_momentum,
                     dimension=self._dimension,
                 )
             )
@@ -218,12 +229,43 @@ class MinkUNet34C(MinkUNet34):
     PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
 
 
+class Res16UNetBase(MinkUNetBase):
+    """The CSC / LG ``Res16UNet``: MinkUNet's topology and layer names, with
+
+    * a 3x3x3 stem (both codebases train ScanNet with ``conv1_kernel_size=3``);
+    * ``bn_momentum`` (0.02 in both configs) on the stem, the strided and transposed convolutions'
+      norms and the shortcut norms only: their ``_make_layer`` does not hand it to the blocks, so
+      the norms inside the residual blocks keep the 0.1 default;
+    * MinkowskiEngine's default initialisation (uniform, +-1/sqrt(fan_in x kernel volume), the
+      final bias too): they reset only BatchNorm to weight 1 / bias 0, which is its default.
+    """
+
+    STEM_KERNEL = 3
+    BLOCK_BN_MOMENTUM = 0.1
+
+    def _init_weights(self) -> None:
+        """Keep the initialisation the layers were constructed with (see the class docstring)."""
+
+
+class Res16UNet34(Res16UNetBase):
+    LAYERS = MinkUNet34.LAYERS
+
+
+class Res16UNet34C(Res16UNet34):
+    PLANES = MinkUNet34C.PLANES
+
+
+class Res16UNet34D(Res16UNet34):
+    PLANES = (32, 64, 128, 256, 256, 256, 256, 512)
+
+
 BACKBONES: dict[str, type[MinkUNetBase]] = {
     cls.__name__.lower(): cls
     for cls in (
         MinkUNet14A, MinkUNet14B, MinkUNet14C, MinkUNet14D,
         MinkUNet18A, MinkUNet18B, MinkUNet18D,
         MinkUNet34A, MinkUNet34B, MinkUNet34C,
+        Res16UNet34C, Res16UNet34D,
     )
 }  # fmt: skip
 
