@@ -16,7 +16,9 @@ pytest.importorskip("MinkowskiEngine", reason="the benchmark runs MinkowskiEngin
 
 # Quantities that must be positive; ratios like the CeCo overhead may have either sign.
 POSITIVE = {
-    "training_step": ["ce.median_ms", "ceco.median_ms", "ratio", "paired_ratio", "voxels"],
+    "training_step.minkunet14a": [
+        "ce.median_ms", "ceco.median_ms", "ratio", "paired_ratio", "voxels",
+    ],
     "inference": [
         "ce.median_ms", "ce.parameters", "ceco_deployed.median_ms", "ceco_deployed.ratio",
         "ceco_segmentor.median_ms", "ceco_segmentor.ratio", "ceco_segmentor.parameters",
@@ -71,15 +73,16 @@ def _check(results: dict, device: str) -> None:
     if len(host) >= 6:  # a shorter name could occur in other text by chance
         assert host not in json.dumps(results)
     for section, keys in POSITIVE.items():
-        for number in _numbers(results[section]):
+        for number in _numbers(_get(results, section)):
             assert math.isfinite(number), section
         for key in keys:
-            value = _get(results[section], key)
+            value = _get(_get(results, section), key)
             assert math.isfinite(value) and value > 0, f"{section}.{key} = {value}"
     inference = results["inference"]
     assert inference["deployed_parameters_equal_ce"]
     assert inference["ceco_segmentor"]["parameters"] > inference["ce"]["parameters"]
-    memory = results["memory"]
+    assert list(results["training_step"]) == ["minkunet14a"]  # the quick preset's one model
+    memory = results["memory"]["minkunet14a"]
     assert len(memory["sizes"]) == 3
     voxels = [size["voxels"] for size in memory["sizes"]]
     assert voxels == sorted(voxels) and voxels[0] > 0
@@ -102,4 +105,5 @@ def test_quick_bench_writes_every_section(tmp_path):
 def test_quick_bench_on_gpu(tmp_path):
     results = _run_quick(tmp_path / "bench", "--device", "cuda")
     _check(results, "cuda")
-    assert all(size["ce"]["gpu_peak_mib"] > 0 for size in results["memory"]["sizes"])
+    sizes = results["memory"]["minkunet14a"]["sizes"]
+    assert all(size["ce"]["gpu_peak_mib"] > 0 for size in sizes)

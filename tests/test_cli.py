@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ceco3d.data.meta import SCANNET200
-from tests.fixtures import BIN, VOXEL_SIZE, train_overrides
+from ceco3d.engine.checkpoint import load_checkpoint
+from tests.fixtures import BIN, VOXEL_SIZE, synthetic_scannet, train_overrides  # noqa: F401
 
 ENTRY_POINTS = {  # name -> "module:function", as installed from pyproject.toml
     ep.name: ep.value
@@ -104,3 +105,22 @@ def test_synth_prep_train_eval_submit_check(tmp_path):
         "--split", "test",
     )  # fmt: skip
     assert "OK" in check.stdout
+
+
+@pytest.mark.slow
+def test_lambda_sweep_as_a_hydra_multirun(synthetic_scannet, tmp_path):  # noqa: F811
+    """The README's sweep: ``ceco3d-train -m ... loss=ceco loss.lambda_=...``, one run per value
+    under ``runs_root/multirun/<time>/<job number>``."""
+    overrides = train_overrides(
+        synthetic_scannet.prepared, tmp_path, "unused", "trainer.max_steps=1"
+    )
+    done = run_script("ceco3d-train", "-m", *overrides, "loss=ceco", "loss.lambda_=0.2,0.8",
+                      cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    lambdas = {}
+    for job in ("0", "1"):
+        ckpt = load_checkpoint(sweep / job / "checkpoints" / "last.pt")
+        assert ckpt["step"] == 1
+        lambdas[job] = ckpt["config"]["loss"]["lambda_"]
+    assert lambdas == {"0": 0.2, "1": 0.8}

@@ -58,7 +58,9 @@ def test_experiment_composes_and_its_leaves_instantiate(experiment, synthetic_sc
     scene = synthetic_scannet.prepared / "train" / "scene0000_00"
     points = {"coord": np.load(scene / "coord.npy"), "color": np.load(scene / "color.npy")}
     augmented = aug(points, np.random.default_rng(0))
-    assert augmented["coord"].shape == points["coord"].shape
+    # One row per kept point in every array (the CSC recipe drops points on purpose).
+    assert len(augmented["color"]) == len(augmented["coord"]) <= len(points["coord"])
+    assert augmented["coord"].shape[1:] == points["coord"].shape[1:]
 
     train_set = build_dataset(cfg, "train", training=True)
     sample = train_set[0]
@@ -128,10 +130,15 @@ def test_data_scannet20_is_one_override_for_a_20_class_model(loss, synthetic_sca
 def test_scannet200_ceco_is_the_paper_recipe():
     cfg = compose_config("train", ["experiment=scannet200_ceco", "data.root=/data/prepared"])
     assert cfg.data.label_set == "scannet200" and cfg.data.num_classes == 200
-    assert cfg.model.backbone == "minkunet34c"
+    assert (cfg.model.backbone, cfg.model.bn_momentum) == ("res16unet34c", 0.02)
+    assert cfg.aug.transforms == OmegaConf.load(CONF_DIR / "aug" / "lg.yaml").transforms
     assert cfg.data.voxel_size == 0.02
     assert cfg.data.batch_size == 4  # per process: 8 processes x 4 = the paper's 32
     assert cfg.loss._target_ == "ceco3d.losses.CeCoLoss"
+    head = cfg.loss.center_head  # the release's head: per-process centers, frozen, d = 512, s = 5
+    assert (head.sync_centers, head.train_projection, head.proj_dim, head.scale) == (
+        False, False, 512, 5.0,
+    )  # fmt: skip
     assert cfg.optim._target_ == "torch.optim.SGD"
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1.0e-4)
     assert cfg.sched._target_ == "torch.optim.lr_scheduler.PolynomialLR"

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from ceco3d.bench.measure import peak_rss_mib, synchronize
-from ceco3d.bench.training import build_training, training_step
+from ceco3d.bench.training import TARGET_MEMORY_PCT, build_training, training_step
 from ceco3d.bench.workspace import (
     Preset,
     compose_config,
@@ -53,23 +53,29 @@ def measure_step(cfg: DictConfig, batch: dict, device: torch.device) -> dict:
     return result
 
 
-def bench_memory(root: Path, preset: Preset, work: Path, device: torch.device) -> dict:
+def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: torch.device) -> dict:
     """One fresh process for every crop size and loss of the preset (sizes in increasing
-    order, the losses alternating)."""
-    results = {"model": preset.model, "losses": list(preset.memory_losses), "sizes": []}
+    order, the losses alternating), for ``model``."""
+    results = {
+        "model": model, "losses": list(preset.memory_losses), "target_pct": TARGET_MEMORY_PCT,
+        "sizes": [],
+    }  # fmt: skip
     for max_voxels in preset.memory_voxels:
         batch_path = work / f"batch_{max_voxels}.pt"
-        batch = training_batch(compose_config(config_overrides(root, preset, "ce", max_voxels)))
+        overrides = config_overrides(root, preset, model, "ce", max_voxels)
+        batch = training_batch(compose_config(overrides))
         save_batch(batch, batch_path)
         row = {"max_voxels": max_voxels, "voxels": len(batch["labels"])}
         for loss in preset.memory_losses:
-            overrides = config_overrides(root, preset, loss, max_voxels)
+            overrides = config_overrides(root, preset, model, loss, max_voxels)
             cmd = [sys.executable, "-m", "ceco3d.bench.memory", "--device", device.type,
                    str(batch_path), *overrides]  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
             row[loss] = json.loads(done.stdout.strip().splitlines()[-1])
+        if "ceco" in row and "ce" in row:
+            row["ceco_over_ce"] = row["ceco"]["step_mib"] / row["ce"]["step_mib"]
         results["sizes"].append(row)
     return results
 

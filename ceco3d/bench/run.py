@@ -51,27 +51,42 @@ def run_all(preset: Preset, device: torch.device) -> dict:
                 work / "raw", work / "prepared", preset.voxel_size, repeats, warmup
             )
         root = prepared_root(work / "prepared")
-        cfgs = {loss: compose_config(config_overrides(root, preset, loss)) for loss in LOSSES}
-        with stopwatch(wall, "training_step"):
-            batch = training_batch(cfgs["ce"])
-            _say(f"1. training step: ce vs ceco, {preset.model}, {len(batch['labels'])} voxels")
-            results["training_step"], trained = bench_training(cfgs, batch, device, repeats, warmup)
-        _say("2. inference: ce vs ceco (deployed, segmentor)")
-        with stopwatch(wall, "inference"):
-            results["inference"] = bench_inference(cfgs, trained, batch, device, repeats, warmup)
-        del trained
+        cfgs = {
+            model: {loss: compose_config(config_overrides(root, preset, model, loss))
+                    for loss in LOSSES}
+            for model in preset.models
+        }  # fmt: skip
+        first = preset.models[0]
+        batch = training_batch(cfgs[first]["ce"])  # one scene and crop for every model
+        results["training_step"] = {}
+        for model in preset.models:
+            _say(f"1. training step: ce vs ceco, {model}, {len(batch['labels'])} voxels")
+            with stopwatch(wall, f"training_step_{model}"):
+                results["training_step"][model], trained = bench_training(
+                    cfgs[model], batch, device, repeats, warmup
+                )
+            if model == first:
+                _say(f"2. inference: ce vs ceco (deployed, segmentor), {model}")
+                with stopwatch(wall, "inference"):
+                    results["inference"] = bench_inference(
+                        cfgs[model], trained, batch, device, repeats, warmup
+                    )
+            del trained
         _say("3. data path: loader with 0 vs 2 workers")
         with stopwatch(wall, "data_loader"):
-            step_ms = results["training_step"]["ce"]["median_ms"]
+            step_ms = results["training_step"][first]["ce"]["median_ms"]
             results["data_loader"] = bench_loader(
-                cfgs["ce"], preset.loader_batches, repeats, warmup, step_ms
+                cfgs[first]["ce"], preset.loader_batches, repeats, warmup, step_ms
             )
         _say("5. evaluation: back-projection and confusion update")
         with stopwatch(wall, "evaluation"):
-            results["evaluation"] = bench_evaluation(cfgs["ce"], repeats, warmup)
-        _say(f"6. memory: {', '.join(map(str, preset.memory_voxels))} voxels, fresh processes")
-        with stopwatch(wall, "memory"):
-            results["memory"] = bench_memory(root, preset, work, device)
+            results["evaluation"] = bench_evaluation(cfgs[first]["ce"], repeats, warmup)
+        results["memory"] = {}
+        for model in preset.models:
+            sizes = ", ".join(map(str, preset.memory_voxels))
+            _say(f"6. memory: {model}, {sizes} voxels, fresh processes")
+            with stopwatch(wall, f"memory_{model}"):
+                results["memory"][model] = bench_memory(root, preset, model, work, device)
     results["section_wall_s"] = wall
     results["wall_s"] = time.perf_counter() - start
     return {key: results[key] for key in ("machine", *SECTIONS, "section_wall_s", "wall_s")}

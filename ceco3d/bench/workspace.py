@@ -21,7 +21,8 @@ from data_prep import synth
 
 @dataclass(frozen=True)
 class Preset:
-    model: str
+    models: tuple[str, ...]  # the training-step and memory benchmarks run each; the first is
+    # also the model of the inference benchmark
     scenes: int  # synthetic train + val scenes; all of them go through the prep benchmark
     # metres between synthetic mesh vertices; 0.035 gives 140k-220k vertices per scene (real
     # ScanNet scenes have about 150k), 0.025 would give 270k-420k
@@ -37,12 +38,12 @@ class Preset:
 
 PRESETS = {
     "full": Preset(
-        model="minkunet34c", scenes=4, vertex_spacing=0.035, voxel_size=0.02,
+        models=("minkunet34c", "res16unet34c"), scenes=4, vertex_spacing=0.035, voxel_size=0.02,
         train_voxels=100_000, memory_voxels=(25_000, 50_000, 100_000),
         memory_losses=("ce", "ceco"), loader_batches=4, repeats=7, warmup=1,
     ),
     "quick": Preset(
-        model="minkunet14a", scenes=2, vertex_spacing=0.08, voxel_size=0.02,
+        models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
         train_voxels=8_000, memory_voxels=(2_000, 4_000, 8_000),
         memory_losses=("ce",), loader_batches=2, repeats=2, warmup=1,
     ),
@@ -83,16 +84,16 @@ def synthesize(raw: Path, preset: Preset, seed: int = 0) -> None:
 
 
 def config_overrides(
-    root: Path, preset: Preset, loss: str = "ce", max_voxels: int | None = None
+    root: Path, preset: Preset, model: str, loss: str = "ce", max_voxels: int | None = None
 ) -> list[str]:
-    """Overrides of the training config (ScanNet200 by default): the preset's model, one scene
-    per batch, the prepared data at ``root``."""
+    """Overrides of the training config (ScanNet200 by default): ``model``, one scene per batch,
+    the prepared data at ``root``."""
     return [
         f"data.root={root}",
         f"data.voxel_size={preset.voxel_size}",
         f"data.max_voxels={max_voxels or preset.train_voxels}",
         "data.batch_size=1",
-        f"model={preset.model}",
+        f"model={model}",
         f"loss={loss}",
     ]
 
