@@ -3,7 +3,7 @@
 Named after the scan's file stem: per input point its benchmark class id (``_labels.npy``, int32)
 and id and name (``_labels.txt``, ``id<TAB>name`` lines), a copy of the input's geometry in its
 own unit and axes coloured by class (``_pred.ply``, faces kept), the class counts and areas with
-the settings of the run (``_classes.json``) and a top-down picture, input | prediction
+the settings of the run (``_classes.json``) and a picture from above, input | prediction
 (``_preview.png``). Points dropped for non-finite coordinates are listed with ScanNet's id for
 unannotated points; the PLY leaves them (and the faces on them) out.
 """
@@ -34,6 +34,8 @@ COLORED_PLY, CLASSES_JSON, PREVIEW_PNG = "_pred.ply", "_classes.json", "_preview
 DROPPED_ID, DROPPED_NAME = 0, "unlabelled"
 TEXT_CHUNK = 1 << 20  # label lines joined at a time, to bound memory on large scans
 GREY = 128  # the input panel's colour for a scan without colours
+# Pictures look from 60 degrees above the horizon, the scan turned 30 degrees: walls show.
+VIEW = {"elevation": 60.0, "azimuth": -30.0}
 
 
 def _write_label_text(path: Path, codes: np.ndarray, lines: np.ndarray) -> None:
@@ -108,8 +110,8 @@ def write_scan_outputs(
     }
     save_json(folder / f"{stem}{CLASSES_JSON}", json_safe(summary))
     color = scan.color if scan.color is not None else np.full_like(scan.xyz, GREY, np.uint8)
-    viz.render_top_down(folder / f"{stem}{PREVIEW_PNG}", scan.xyz,
-                        [("input", color), ("prediction", classes)], label_set)  # fmt: skip
+    viz.render_view(folder / f"{stem}{PREVIEW_PNG}", scan.xyz,
+                        [("input", color), ("prediction", classes)], label_set, **VIEW)  # fmt: skip
 
 
 def recorded_label_set(labels: Path) -> LabelSet | None:

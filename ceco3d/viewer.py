@@ -1,6 +1,6 @@
 """Look at a scan and its labels (``ceco3d-view``): the input's colours, a prediction and a ground
-truth as layers of one open3d window, switched by keys; without a display, one top-down PNG per
-layer instead.
+truth as layers of one open3d window, switched by keys; without a display, one PNG per layer
+instead (the scan seen from above a corner).
 
 Labels are benchmark ids, one per input point, as ``ceco3d-predict`` writes them (``_labels.npy``,
 or ``_labels.txt`` whose lines start with the id) or as ScanNet's own label files list them
@@ -21,7 +21,7 @@ from ceco3d import viz
 from ceco3d.data.meta import IGNORE_INDEX, LabelSet, get_label_set
 from ceco3d.data.scan import Scan, open3d, read_scan
 from ceco3d.io import InputError
-from ceco3d.scan_export import GREY, read_labels, recorded_label_set
+from ceco3d.scan_export import GREY, VIEW, read_labels, recorded_label_set
 
 LAYER_KEYS = {"1": "input", "2": "prediction", "3": "ground truth"}
 LEGEND_LINES = 20  # classes listed per layer, most points first
@@ -94,12 +94,12 @@ def has_display() -> bool:
 
 
 def write_png_views(layers: Layers, label_set: LabelSet, out: Path) -> list[Path]:
-    """One top-down PNG per layer: ``<stem>_view_<layer>.png`` in ``out``."""
+    """One PNG per layer: ``<stem>_view_<layer>.png`` in ``out``."""
     paths = []
     for layer, colors in layers.colors.items():
         path = out / f"{layers.scan.path.stem}_view_{layer.replace(' ', '_')}.png"
         values = layers.labels.get(layer, colors)
-        viz.render_top_down(path, layers.scan.xyz, [(layer, values)], label_set)
+        viz.render_view(path, layers.scan.xyz, [(layer, values)], label_set, **VIEW)
         paths.append(path)
     return paths
 

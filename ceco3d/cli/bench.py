@@ -7,7 +7,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench                  # MinkUNet34C, 100k-voxel scene: about 8 minutes on 2 cores
     ceco3d-bench --quick          # tiny sizes, under a minute: a first look (and the test)
     ceco3d-bench --device cuda    # the model measurements on the GPU
-    ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about 5 minutes
+    ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about a minute
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     ceco3d-view scan.ply --pred out/scan_labels.npy [--gt scan_gt.txt]
 
 Keys 1, 2, 3 switch between the input's colours, the prediction and the ground truth; the
-legend is printed here. Without a display it writes one top-down PNG per layer instead.
+legend is printed here. Without a display it writes one PNG per layer instead.
 """
 
 from __future__ import annotations

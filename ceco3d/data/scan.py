@@ -109,7 +109,8 @@ def _read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
     if is_mesh:
         mesh = o3d.io.read_triangle_mesh(str(path))
         xyz, colors = np.asarray(mesh.vertices), np.asarray(mesh.vertex_colors)
-        faces = np.asarray(mesh.triangles, dtype=np.int32)
+        # A mesh file of vertices only is a point cloud (its normals are then estimated).
+        faces = np.asarray(mesh.triangles, dtype=np.int32) if len(mesh.triangles) else None
     else:
         cloud = o3d.io.read_point_cloud(str(path))
         xyz, colors, faces = np.asarray(cloud.points), np.asarray(cloud.colors), None
