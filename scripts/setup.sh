@@ -70,7 +70,15 @@ if ! have_openblas; then
     fi
 fi
 # open3d's Python module links libusb-1.0 (for its RealSense support) even in the CPU wheel.
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0'; then
+have_libusb() {
+    local lib
+    for lib in /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0 /usr/lib64/libusb-1.0.so.0 \
+        /usr/lib/libusb-1.0.so.0; do
+        [[ -e "$lib" ]] && return 0
+    done
+    return 1
+}
+if ! have_libusb; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         step "installing libusb-1.0-0, needed by open3d (apt-get)"
         apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 \

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 
@@ -30,7 +32,7 @@ from ceco3d.scan_export import DROPPED_ID, DROPPED_NAME
 from ceco3d.viz import colorize
 from data_prep.synth_classes import select_classes
 from data_prep.synth_scene import generate_scene
-from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
+from tests.fixtures import BIN, compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
 
 o3d = pytest.importorskip("open3d", reason="ceco3d-predict reads scans with open3d")
 pytestmark = pytest.mark.slow
@@ -300,3 +302,30 @@ def test_viewer_refuses_labels_of_another_scan(checkpoint, scans, tmp_path, monk
 @pytest.fixture(autouse=True)
 def _info_logs(caplog):
     caplog.set_level(logging.INFO)
+
+
+WINDOW_SCRIPT = """
+ceco3d-view "$1" --pred "$2" > "$3" 2>&1 &
+for _ in $(seq 30); do
+    window=$(xdotool search --name ceco3d-view 2>/dev/null | head -n 1) && [ -n "$window" ] && break
+    sleep 1
+done
+for key in 3 2 1 q; do xdotool key --window "$window" "$key"; sleep 1; done
+wait $!
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("xvfb-run") and shutil.which("xdotool")),
+                    reason="needs xvfb-run and xdotool for a virtual display")  # fmt: skip
+def test_viewer_window_switches_layers_by_key(checkpoint, scans, tmp_path):
+    out = predict(checkpoint, scans["obj"], tmp_path / "pred")
+    log = tmp_path / "view.log"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = ["xvfb-run", "-a", "bash", "-c", WINDOW_SCRIPT, "view", str(scans["obj"]),
+           str(out / "room_labels.npy"), str(log)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    printed = log.read_text()
+    assert done.returncode == 0, printed + done.stderr
+    assert "no display" not in printed
+    # Key 3 has no layer without --gt; 2 and 1 switch to the prediction and back.
+    assert "showing prediction\nshowing input" in printed
