@@ -110,8 +110,8 @@ def write_scan_outputs(
     }
     save_json(folder / f"{stem}{CLASSES_JSON}", json_safe(summary))
     color = scan.color if scan.color is not None else np.full_like(scan.xyz, GREY, np.uint8)
-    viz.render_view(folder / f"{stem}{PREVIEW_PNG}", scan.xyz,
-                        [("input", color), ("prediction", classes)], label_set, **VIEW)  # fmt: skip
+    panels = [("input", color), ("prediction", classes)]
+    viz.render_view(folder / f"{stem}{PREVIEW_PNG}", scan.xyz, panels, label_set, **VIEW)
 
 
 def recorded_label_set(labels: Path) -> LabelSet | None:
