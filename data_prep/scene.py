@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data.geometry import vertex_normals
 from ceco3d.data.meta import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.voxelize import majority_labels, voxelize
 from ceco3d.io import InputError, read_json, read_mesh, save_json, save_npy
@@ -34,7 +35,6 @@ ARRAYS = (
     "voxel_inverse",
     *(f"voxel_{key}" for key in SEGMENT_KEY.values()),
 )
-FALLBACK_NORMAL = (0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -77,30 +77,6 @@ class Settings:
     voxel_size: float
     align: bool
     label_table: Path
-
-
-def vertex_normals(xyz: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (N, 3) float32 of unit length.
-
-    Each face adds its cross product (twice its area times its unit normal) to its three
-    vertices. Vertices on no face, or whose faces cancel or have zero area, get
-    ``FALLBACK_NORMAL``.
-    """
-    xyz = np.asarray(xyz, dtype=np.float64)
-    normals = np.zeros_like(xyz)
-    if len(faces):
-        corners = xyz[faces]
-        face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        for axis in range(3):
-            for corner in range(3):
-                normals[:, axis] += np.bincount(
-                    faces[:, corner], weights=face_normals[:, axis], minlength=len(xyz)
-                )
-    length = np.linalg.norm(normals, axis=1)
-    defined = length > 1e-12
-    normals[defined] /= length[defined, None]
-    normals[~defined] = FALLBACK_NORMAL
-    return normals.astype(np.float32)
 
 
 def read_axis_alignment(path: Path) -> np.ndarray | None:

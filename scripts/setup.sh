@@ -23,6 +23,9 @@ TORCH_REQ="${CECO3D_TORCH:-torch==2.13.0}"
 ME_VERSION=0.5.4
 ME_SHA256=b1879c00d0b0b1d30ba622cce239886a7e3c78ee9da1064cdfe2f64c2ab15f94
 ME_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION.patch"
+# open3d (ceco3d-predict, ceco3d-view): the CPU-only wheel where PyPI has one for the platform,
+# else the full one. Only those two commands import it, so training and prep never load it.
+O3D_VERSION=0.20.0
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -38,7 +41,7 @@ stamp_inputs() {
 STAMP="$VENV/.ceco3d-setup"
 if [[ -z "${CECO3D_FORCE_SETUP:-}" && -f "$STAMP" ]] \
     && [[ "$(stamp_inputs | sha256sum | cut -d' ' -f1)" == "$(cat "$STAMP")" ]] \
-    && "$VENV/bin/python" -c "import MinkowskiEngine, ceco3d" 2>/dev/null; then
+    && "$VENV/bin/python" -c "import MinkowskiEngine, ceco3d, open3d" 2>/dev/null; then
     step "environment $VENV is up to date"
     exit 0
 fi
@@ -66,6 +69,25 @@ if ! have_openblas; then
         die "OpenBLAS headers not found. Install them first, e.g.: sudo apt-get install libopenblas-dev"
     fi
 fi
+# open3d's Python module links libusb-1.0 (for its RealSense support) even in the CPU wheel.
+have_libusb() {
+    local lib
+    for lib in /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0 /usr/lib64/libusb-1.0.so.0 \
+        /usr/lib/libusb-1.0.so.0; do
+        [[ -e "$lib" ]] && return 0
+    done
+    return 1
+}
+if ! have_libusb; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        step "installing libusb-1.0-0, needed by open3d (apt-get)"
+        apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; } \
+            || die "apt-get install libusb-1.0-0 failed"
+    else
+        die "libusb-1.0.so.0 not found (open3d needs it). Install it first, e.g.: sudo apt-get install libusb-1.0-0"
+    fi
+fi
 for tool in g++ patch; do
     command -v "$tool" >/dev/null || die "'$tool' not found. Install it, e.g.: sudo apt-get install build-essential patch"
 done
@@ -82,6 +104,13 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
 fi
 step "installing ceco3d (editable) and its dependencies"
 "$VPY" -m pip install -q -e "$ROOT[dev]"
+
+if ! "$VPY" -c "import open3d, sys; sys.exit(open3d.__version__ != sys.argv[1])" "$O3D_VERSION" 2>/dev/null; then
+    step "installing open3d $O3D_VERSION"
+    "$VPY" -m pip install -q "open3d-cpu==$O3D_VERSION" 2>/dev/null \
+        || "$VPY" -m pip install -q "open3d==$O3D_VERSION" \
+        || die "could not install open3d-cpu or open3d $O3D_VERSION for this platform"
+fi
 
 read -r TORCH_VERSION TORCH_CUDA PYTAG < <("$VPY" - <<'EOF'
 import sys, torch

@@ -91,12 +91,35 @@ def _check(results: dict, device: str) -> None:
             entry = size[loss]
             for key in ("baseline_mib", "peak_mib", "step_mib", "step_ms"):
                 assert math.isfinite(entry[key]) and entry[key] > 0, (size["voxels"], loss, key)
+    _check_predict(results["predict"])
     assert results["wall_s"] > 0
+
+
+def _check_predict(predict: dict) -> None:
+    assert predict["sizes"]
+    for size in predict["sizes"]:
+        assert size["points"] > 0 and 0 < size["voxels"] <= size["points"]
+        assert all(seconds > 0 for seconds in size["seconds"].values())
+        assert size["total_s"] == pytest.approx(sum(size["seconds"].values()))
+        assert size["points_per_s"] == pytest.approx(size["points"] / size["total_s"])
+        assert size["peak_mib"] >= size["model_mib"] > 0
 
 
 @pytest.mark.slow
 def test_quick_bench_writes_every_section(tmp_path):
     _check(_run_quick(tmp_path / "bench", "--device", "cpu"), "cpu")
+
+
+@pytest.mark.slow
+def test_predict_section_runs_alone(tmp_path):
+    cmd = [sys.executable, "-m", "ceco3d.cli.bench", "--quick", "--only", "predict",
+           "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert set(results) == {"settings", "machine", "predict", "section_wall_s", "wall_s"}
+    _check_predict(results["predict"])
+    assert "ceco3d-predict" in done.stdout and "| ce |" not in done.stdout
 
 
 @pytest.mark.gpu

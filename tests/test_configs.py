@@ -23,6 +23,7 @@ REQUIRED = {
     "train": ["data.root=/data/prepared"],
     "eval": ["ckpt=/runs/x/checkpoints/best.pt"],
     "analyze": ["ckpt=/runs/x/checkpoints/best.pt"],
+    "predict": ["ckpt=/runs/x/checkpoints/best.pt", "input=/scans/room.ply", "out=/scans/out"],
 }
 
 

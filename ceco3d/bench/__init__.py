@@ -2,7 +2,11 @@
 
 One module per measurement: ``training`` (CeCo's training-step overhead and inference),
 ``data`` (the training loader, evaluation back-projection), ``prep`` (``ceco3d-prep``
-throughput), ``memory`` (peak memory of a training step by voxel count). ``workspace`` makes the
+throughput), ``memory`` (peak memory of a training step by voxel count), ``predict``
+(``ceco3d-predict`` on large point clouds: points per second, peak memory). ``workspace`` makes the
 synthetic data and configs they run on, ``measure`` times and describes the machine, ``run``
 calls every measurement in the order the data flows, ``report`` writes the Markdown.
 """
+
+# Sections that need nothing from the others, so ``ceco3d-bench --only`` can run them alone.
+STANDALONE_SECTIONS = ("predict",)

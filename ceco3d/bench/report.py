@@ -160,15 +160,49 @@ def _memory(results: dict) -> list[str]:
     ]
 
 
-def to_markdown(results: dict) -> str:
-    settings = results["settings"]
-    lines = [
-        *_machine(results["machine"], settings["preset"], results["wall_s"]),
-        *_training(results["training_step"], settings),
-        *_inference(results["inference"]),
-        *_loader(results["data_loader"]),
-        *_prep(results["preprocessing"]),
-        *_evaluation(results["evaluation"]),
-        *_memory(results["memory"]),
+PREDICT_COLUMNS = ["points", "voxels", "read s", "predict s", "write s", "total s", "points/s",
+                   "model MiB", "peak MiB"]  # fmt: skip
+
+
+def _predict(r: dict) -> list[str]:
+    rows = []
+    for size in r["sizes"]:
+        stage = size["seconds"]
+        rows.append([f"{size['points']:,}", f"{size['voxels']:,}", f"{stage['read']:.1f}",
+                     f"{stage['predict']:.1f}", f"{stage['write']:.1f}", f"{size['total_s']:.1f}",
+                     _rate(size["points_per_s"]), f"{size['model_mib']:,.0f}",
+                     f"{size['peak_mib']:,.0f}"])  # fmt: skip
+    return [
+        "",
+        "## 7. `ceco3d-predict` on large point clouds (CPU)",
+        "",
+        f"{r['model']} (random weights), {100 * r['voxel_size']:g} cm voxels, colour input; binary "
+        "PLY clouds sampled from one synthetic room (more points: denser, same surfaces), one "
+        "fresh process per cloud. read: open3d + checks; predict: voxelize, features, model, "
+        "back to points; write: labels .npy and .txt, coloured PLY, JSON, PNG. Peak = resident "
+        "memory high-water mark (`VmHWM`), after loading the model and at the end.",
+        "",
+        *_table(PREDICT_COLUMNS, rows),
     ]
+
+
+# Section key -> its part of the report, in the report's order.
+RENDERERS = {
+    "training_step": lambda results: _training(results["training_step"], results["settings"]),
+    "inference": lambda results: _inference(results["inference"]),
+    "data_loader": lambda results: _loader(results["data_loader"]),
+    "preprocessing": lambda results: _prep(results["preprocessing"]),
+    "evaluation": lambda results: _evaluation(results["evaluation"]),
+    "memory": lambda results: _memory(results["memory"]),
+    "predict": lambda results: _predict(results["predict"]),
+}
+
+
+def to_markdown(results: dict) -> str:
+    """The report of the sections ``results`` holds."""
+    settings = results["settings"]
+    lines = _machine(results["machine"], settings["preset"], results["wall_s"])
+    for section, render in RENDERERS.items():
+        if section in results:
+            lines += render(results)
     return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
 """Every measurement, in the order the data flows: synthetic raw scenes -> preprocessing ->
-training step -> inference -> loader (against the step) -> evaluation -> memory."""
+training step -> inference -> loader (against the step) -> evaluation -> memory, then
+``ceco3d-predict`` on large point clouds (which needs nothing from the others, so it can also run
+alone)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 from ceco3d.bench.data import bench_evaluation, bench_loader
 from ceco3d.bench.measure import describe_machine, stopwatch
 from ceco3d.bench.memory import bench_memory
+from ceco3d.bench.predict import bench_predict
 from ceco3d.bench.prep import bench_prep, prepared_root
 from ceco3d.bench.training import bench_inference, bench_training
 from ceco3d.bench.workspace import (
@@ -25,23 +28,37 @@ from ceco3d.bench.workspace import (
 )
 
 # bench.json's sections, in the numbering of the report.
-SECTIONS = ("training_step", "inference", "data_loader", "preprocessing", "evaluation", "memory")
+SECTIONS = (
+    "training_step", "inference", "data_loader", "preprocessing", "evaluation", "memory",
+    "predict",
+)  # fmt: skip
 
 
 def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def run_all(preset: Preset, device: torch.device) -> dict:
-    """Results of every section (keys ``SECTIONS``), ``machine``, and wall seconds (``wall_s``
-    of the whole run, ``section_wall_s`` of each part); the synthetic data lives in a temporary
-    folder that is removed afterwards."""
+def _predict_section(preset: Preset, work: Path, results: dict, wall: dict) -> None:
+    sizes = ", ".join(f"{n:,}" for n in preset.predict_points)
+    _say(f"7. ceco3d-predict: {preset.models[0]}, point clouds of {sizes} points, CPU")
+    with stopwatch(wall, "predict"):
+        results["predict"] = bench_predict(work, preset)
+
+
+def run_all(preset: Preset, device: torch.device, only: str | None = None) -> dict:
+    """Results of every section (keys ``SECTIONS``; with ``only``, that section alone),
+    ``machine``, and wall seconds (``wall_s`` of the whole run, ``section_wall_s`` of each part);
+    the synthetic data lives in a temporary folder that is removed afterwards."""
     start = time.perf_counter()
     repeats, warmup = preset.repeats, preset.warmup
     results: dict = {"machine": describe_machine(device)}
     wall: dict[str, float] = {}
+    sections = SECTIONS if only is None else (only,)
     with tempfile.TemporaryDirectory(prefix="ceco3d-bench-") as tmp:
         work = Path(tmp)
+        if only == "predict":
+            _predict_section(preset, work, results, wall)
+            return _finish(results, wall, start, sections)
         _say(f"synthesizing {preset.scenes} scenes, vertex spacing {preset.vertex_spacing} m")
         with stopwatch(wall, "synthesis"):
             synthesize(work / "raw", preset)
@@ -87,6 +104,11 @@ def run_all(preset: Preset, device: torch.device) -> dict:
             _say(f"6. memory: {model}, {sizes} voxels, fresh processes")
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
+        _predict_section(preset, work, results, wall)
+    return _finish(results, wall, start, sections)
+
+
+def _finish(results: dict, wall: dict, start: float, sections: tuple[str, ...]) -> dict:
     results["section_wall_s"] = wall
     results["wall_s"] = time.perf_counter() - start
-    return {key: results[key] for key in ("machine", *SECTIONS, "section_wall_s", "wall_s")}
+    return {key: results[key] for key in ("machine", *sections, "section_wall_s", "wall_s")}

@@ -32,6 +32,7 @@ class Preset:
     memory_voxels: tuple[int, ...]  # crops of the memory benchmark
     memory_losses: tuple[str, ...]  # one fresh process per crop and loss
     loader_batches: int  # batches per loader round
+    predict_points: tuple[int, ...]  # point clouds of the ceco3d-predict benchmark
     repeats: int
     warmup: int
 
@@ -40,12 +41,13 @@ PRESETS = {
     "full": Preset(
         models=("minkunet34c", "res16unet34c"), scenes=4, vertex_spacing=0.035, voxel_size=0.02,
         train_voxels=100_000, memory_voxels=(25_000, 50_000, 100_000),
-        memory_losses=("ce", "ceco"), loader_batches=4, repeats=7, warmup=1,
+        memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
+        repeats=7, warmup=1,
     ),
     "quick": Preset(
         models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
         train_voxels=8_000, memory_voxels=(2_000, 4_000, 8_000),
-        memory_losses=("ce",), loader_batches=2, repeats=2, warmup=1,
+        memory_losses=("ce",), loader_batches=2, predict_points=(20_000,), repeats=2, warmup=1,
     ),
 }  # fmt: skip
 SYNTH_CLASSES = 40

@@ -214,23 +214,27 @@ class ScanNetDataset(torch.utils.data.Dataset):
         return {
             "scene": scene,
             "grid": grid,
-            "feat": _voxel_mean(self._point_features(points), inverse, len(grid)),
+            "feat": voxel_mean(point_features(points, self.features), inverse, len(grid)),
             "label": label,
             "inverse": inverse,
             "point_label": point_label,
             "num_points": len(inverse),
         }
 
-    def _point_features(self, points: dict) -> np.ndarray:
-        parts = [points["color"] / np.float32(127.5) - 1]
-        if self.features != "color":
-            parts.append(points["normal"])
-        if self.features == "color_normal_xyz":
-            parts.append(points["coord"] - points["coord"].min(0))
-        return np.concatenate(parts, axis=1, dtype=np.float32)
+
+def point_features(points: dict, features: str) -> np.ndarray:
+    """(N, C) float32 model input of every point (see the module docstring); ``points`` holds
+    ``color`` (N, 3) 0..255, and ``normal`` (N, 3) and ``coord`` (N, 3) where ``features``
+    uses them."""
+    parts = [points["color"] / np.float32(127.5) - 1]
+    if features != "color":
+        parts.append(points["normal"])
+    if features == "color_normal_xyz":
+        parts.append(points["coord"] - points["coord"].min(0))
+    return np.concatenate(parts, axis=1, dtype=np.float32)
 
 
-def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+def voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
     """(N, C) point values -> (M, C) mean over the points of each voxel."""
     counts = np.maximum(np.bincount(inverse, minlength=num_voxels), 1)
     sums = [np.bincount(inverse, weights=column, minlength=num_voxels) for column in values.T]

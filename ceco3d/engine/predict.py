@@ -1,5 +1,6 @@
-"""Inference from a checkpoint: per-vertex predictions of a split, optionally with test-time
-augmentation (rotations about z, flips, scales; logits averaged per vertex)."""
+"""Inference from a checkpoint: per-vertex predictions of a split or of any point set,
+optionally with test-time augmentation (rotations about z, flips, scales; logits averaged per
+vertex)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.data.collate import collate
-from ceco3d.data.dataset import ScanNetDataset
+from ceco3d.data.dataset import ScanNetDataset, point_features, voxel_mean
+from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.io import InputError
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
 
@@ -51,12 +54,31 @@ def tta_views(rotations: int, flips: bool, scales) -> list[TTAView]:
     return [TTAView(a, f, s) for s, f, a in itertools.product(scale_options, flip_options, angles)]
 
 
+# What a checkpoint's config must say to rebuild the model and feed it like in training.
+INFERENCE_KEYS = (
+    "data.label_set", "data.num_classes", "data.features", "data.voxel_size",
+    "model.backbone", "model.bn_momentum",
+)  # fmt: skip
+
+
+def _check_inference_metadata(path: str | Path, ckpt: dict) -> None:
+    lacks = [] if "model" in ckpt else ["model weights"]
+    config = OmegaConf.create(ckpt.get("config") or {})
+    lacks += [f"config key {k}" for k in INFERENCE_KEYS if OmegaConf.select(config, k) is None]
+    if lacks:
+        raise InputError(
+            f"{path}: the checkpoint lacks {', '.join(lacks)}; use a checkpoint written by "
+            "ceco3d-train (RUN/checkpoints/last.pt or best.pt)"
+        )
+
+
 def load_for_inference(
     ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
 ) -> tuple[Segmentor, DictConfig]:
     """The plain (inference) model of a checkpoint and its config with ``overrides`` applied
     (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built."""
     ckpt = load_checkpoint(ckpt_path)
+    _check_inference_metadata(ckpt_path, ckpt)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))
     model = build_model(cfg)
@@ -121,3 +143,54 @@ def predict_split(
     datasets = view_datasets(cfg, split, views or [TTAView()])
     for sample, _, vertex_pred in predict_scenes(model, datasets, device):
         yield sample["scene"], vertex_pred
+
+
+@torch.no_grad()
+def _voxel_logits(
+    model: Segmentor, points: dict, features: str, voxel_size: float, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray]:
+    """(M, K) logits of the voxels of ``points`` and the (N,) voxel of every point."""
+    voxels = voxelize(points["coord"], voxel_size)
+    feats = voxel_mean(point_features(points, features), voxels.inverse, voxels.num_voxels)
+    coords = np.zeros((voxels.num_voxels, 4), dtype=np.int32)
+    coords[:, 1:] = voxels.grid
+    out = model(sparse_input(torch.from_numpy(feats), torch.from_numpy(coords), device))
+    return out["logits"], voxels.inverse
+
+
+@torch.no_grad()
+def predict_points(
+    model: Segmentor,
+    points: dict,
+    features: str,
+    voxel_size: float,
+    views: list[TTAView] | None = None,
+    chunk: int = 1 << 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int16 class index of every point, and (N,) the voxel of every point in the plain
+    voxelization. The points are voxelized at ``voxel_size`` and fed as in training (voxel means
+    of ``point_features``); each point takes its voxel's prediction. With ``views`` (the
+    identity first, see ``tta_views``) every view is voxelized anew and each point takes the
+    argmax of the sum of its voxels' logits over the views.
+
+    ``points``: ``coord`` (N, 3) float32 metres, ``color`` (N, 3) 0..255, ``normal`` (N, 3) where
+    ``features`` uses it. Without views no (N, K) array is formed; with them one (N, K) float32
+    sum is, filled ``chunk`` points at a time."""
+    model.eval()
+    device = next(model.parameters()).device
+    views = views or [TTAView()]
+    if views[0] != TTAView():
+        raise ValueError("the first view must be the identity")
+    logits, plain_inverse = _voxel_logits(model, points, features, voxel_size, device)
+    if len(views) == 1:
+        return logits.argmax(1).to(torch.int16).cpu().numpy()[plain_inverse], plain_inverse
+    total = torch.zeros(len(plain_inverse), logits.shape[1])
+    for index, view in enumerate(views):
+        if index:
+            logits, inverse = _voxel_logits(model, view(points), features, voxel_size, device)
+        else:
+            inverse = plain_inverse
+        logits = logits.cpu()
+        for start in range(0, len(inverse), chunk):
+            total[start : start + chunk] += logits[torch.from_numpy(inverse[start : start + chunk])]
+    return total.argmax(1).to(torch.int16).numpy(), plain_inverse
