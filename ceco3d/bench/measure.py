@@ -27,18 +27,26 @@ def interleaved(
     repeats: int,
     warmup: int,
     device: torch.device | None = None,
+    cpu_times: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds of each call of every variant, called in turn (ABAB...) so that drift in the
-    machine's load hits all of them alike; the first ``warmup`` rounds are not recorded."""
+    """Wall seconds of each call of every variant, called in turn so that drift in the machine's
+    load hits all of them alike; the order reverses every round (AB BA AB ...), so that neither
+    variant always runs after the other (a step can pay for what the previous one left, e.g.
+    freed memory to map again). The first ``warmup`` rounds are not recorded. ``cpu_times``, if
+    given, receives the same calls' CPU seconds of this process (all its threads), which other
+    processes competing for the cores barely change."""
     times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
     for round_index in range(warmup + repeats):
-        for name, fn in variants.items():
+        for name in names if round_index % 2 == 0 else names[::-1]:
             synchronize(device)
-            start = time.perf_counter()
-            fn()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            variants[name]()
             synchronize(device)
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - start)
+                if cpu_times is not None:
+                    cpu_times.setdefault(name, []).append(time.process_time() - cpu_start)
     return times
 
 

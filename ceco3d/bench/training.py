@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -71,9 +72,11 @@ def bench_training(
     after their steps (the "trained" models of the inference benchmark)."""
     built = {loss: build_training(cfg, device) for loss, cfg in cfgs.items()}
     steps = {loss: training_step(*parts, batch, device) for loss, parts in built.items()}
-    times = interleaved(steps, repeats, warmup, device)
+    cpu: dict[str, list[float]] = {}
+    times = interleaved(steps, repeats, warmup, device, cpu_times=cpu)
     ce, ceco = summary_ms(times["ce"]), summary_ms(times["ceco"])
     ratio = ceco["median_ms"] / ce["median_ms"]
+    cpu_ratio = float(np.median(cpu["ceco"]) / np.median(cpu["ce"]))
     results = {
         "model": cfgs["ce"].model.backbone,
         "num_classes": cfgs["ce"].data.num_classes,
@@ -84,6 +87,11 @@ def bench_training(
         "ratio": ratio,
         "paired_ratio": paired_ratio(times["ceco"], times["ce"]),
         "overhead_pct": 100 * (ratio - 1),
+        # CPU time of this process: what the branch costs, whatever else runs on the machine
+        "cpu": {"ce": summary_ms(cpu["ce"]), "ceco": summary_ms(cpu["ceco"])},
+        "cpu_ratio": cpu_ratio,
+        "cpu_paired_ratio": paired_ratio(cpu["ceco"], cpu["ce"]),
+        "cpu_overhead_pct": 100 * (cpu_ratio - 1),
         "target_overhead_pct": TARGET_OVERHEAD_PCT,
         "paper_overhead_pct": PAPER_OVERHEAD_PCT,
     }
