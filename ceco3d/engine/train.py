@@ -23,6 +23,8 @@ from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
+from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
+from ceco3d.errors import Interrupted, signal_name
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
@@ -38,15 +40,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _resume_path(resume: str | None, ckpt_dir: Path) -> Path | None:
-    if resume in (None, "", "null"):
-        return None
-    if resume == "auto":
-        last = ckpt_dir / "last.pt"
-        return last if last.is_file() else None
-    return Path(resume)
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
@@ -57,7 +50,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    resume_from = resume_checkpoint(run_dir, trainer.resume)
+    if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
+        log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
+                    ckpt_dir)  # fmt: skip
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
@@ -73,7 +70,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
 
     start_step, best_miou = 0, -math.inf
-    resume_from = _resume_path(trainer.resume, ckpt_dir)
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         model.load_state_dict(ckpt["model"])
@@ -173,13 +169,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     log.info("step %d validation: %s", step, table)
                 if miou is not None and miou > best_miou:
                     best_miou = miou
-                    checkpoint("best.pt", step)
+                    checkpoint(BEST, step)
             if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
-                checkpoint("last.pt", step)
+                checkpoint(LAST, step)
             if stop_signal:
-                checkpoint("last.pt", step)
-                log.warning("signal %d: saved %s at step %d; resume with trainer.resume=auto",
-                            stop_signal[0], ckpt_dir / "last.pt", step)  # fmt: skip
+                checkpoint(LAST, step)
                 break
     finally:
         bar.close()
@@ -190,8 +184,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     if dist_info.is_main and results:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
-        save_json(run_dir / "val_summary.json", json_safe(summary))
+        save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
+    if stop_signal:
+        # A non-zero status after saving: a scheduler or a `&&` chain must not take a stopped
+        # run for a finished one.
+        raise Interrupted(stop_signal[0], (
+            f"{signal_name(stop_signal[0])}: saved {ckpt_dir / LAST} at step {step}; continue "
+            f"with trainer.resume=auto run_name={run_dir.name}"))  # fmt: skip
     return results
 
 
