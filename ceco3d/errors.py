@@ -10,10 +10,11 @@ Exit statuses: 1 bad data (a file's content), 2 bad usage (a command-line option
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 DEBUG_ENV = "CECO3D_DEBUG"
 
@@ -42,15 +43,20 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-def raise_interrupted_on(*signals: int, message: Callable[[int], str]) -> None:
-    """From now on, each of ``signals`` raises ``Interrupted(signum, message(signum))`` in the
-    main thread, so ``finally`` blocks run (workers stopped, temporary files removed)."""
+@contextlib.contextmanager
+def signals_raise_interrupted(message: Callable[[int], str]) -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM raise ``Interrupted(signum, message(signum))`` in the
+    main thread, so that ``finally`` blocks run (workers stopped, temporary files removed)."""
 
     def handler(signum: int, frame) -> None:
         raise Interrupted(signum, message(signum))
 
-    for signum in signals:
-        signal.signal(signum, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def describe(error: BaseException) -> tuple[str, int] | None:
