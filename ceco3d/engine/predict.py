@@ -16,6 +16,7 @@ from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.engine.config_checks import check_data, check_weights_fit
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
 
@@ -59,6 +60,8 @@ def load_for_inference(
     ckpt = load_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))
+    check_data(cfg)
+    check_weights_fit(ckpt["config"], cfg, Path(ckpt_path))
     model = build_model(cfg)
     weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(CENTER_HEAD_PREFIX)}
     model.load_state_dict(weights)
