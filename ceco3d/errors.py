@@ -71,15 +71,19 @@ def describe(error: BaseException) -> tuple[str, int] | None:
 
 
 def report_errors(
-    prog: str, work: Callable[[], int | None], say: Callable[[str], None] | None = None
+    prog: str,
+    work: Callable[[], int | None],
+    say: Callable[[str], None] | None = None,
+    debug: bool = False,
 ) -> int:
     """``work()``'s exit status (None: 0), or the status of the expected failure it raised after
-    ``say``-ing its message (default: ``prog: error: ...`` on stderr)."""
+    ``say``-ing its message (default: ``prog: error: ...`` on stderr). With ``debug`` (or
+    ``CECO3D_DEBUG=1``) every failure keeps its traceback."""
     try:
         return work() or 0
     except (Exception, KeyboardInterrupt) as error:
         described = describe(error)
-        if described is None or os.environ.get(DEBUG_ENV) == "1":
+        if described is None or debug or os.environ.get(DEBUG_ENV) == "1":
             raise
         message, code = described
         if say is None:

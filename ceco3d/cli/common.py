@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from ceco3d.errors import DEBUG_ENV, UsageError, report_errors
+from ceco3d.errors import UsageError, report_errors
 from ceco3d.paths import CONF_DIR
 
 log = logging.getLogger("ceco3d")
@@ -82,6 +82,8 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[]
             sys.exit(code)
 
     def compose_and_run() -> None:
+        nonlocal started
+        started = False
         try:
             hydra_main()
         except (HydraException, OmegaConfBaseException) as e:
@@ -92,10 +94,17 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[]
             raise (missing_key_error(e) or UsageError(hydra_message(e))) from None
 
     def main() -> None:
-        if os.environ.get(HYDRA_FULL_ERROR) == "1":
-            os.environ.setdefault(DEBUG_ENV, "1")
+        user_setting = os.environ.get(HYDRA_FULL_ERROR)
         # Hydra then raises instead of printing: report_errors decides what the user sees.
         os.environ[HYDRA_FULL_ERROR] = "1"
-        sys.exit(report_errors(f"ceco3d-{config_name}", compose_and_run))
+        try:
+            code = report_errors(f"ceco3d-{config_name}", compose_and_run,
+                                 debug=user_setting == "1")  # fmt: skip
+        finally:
+            if user_setting is None:
+                del os.environ[HYDRA_FULL_ERROR]
+            else:
+                os.environ[HYDRA_FULL_ERROR] = user_setting
+        sys.exit(code)
 
     return main
