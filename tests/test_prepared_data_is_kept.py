@@ -16,7 +16,15 @@ from ceco3d.data import layout
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.io import InputError, read_json
 from data_prep import prep
-from tests.test_prep import TABLE_ROWS, needs_minkowski, raw, strip_scene, write_splits, write_table
+from tests.test_prep import (
+    TABLE_ROWS,
+    needs_minkowski,
+    raw,
+    strip_scene,
+    write_raw_scene,
+    write_splits,
+    write_table,
+)
 
 _ = raw  # a fixture
 NAMES = ["scene0000_00", "scene0001_00", "scene0002_00"]
@@ -150,3 +158,35 @@ def test_the_dataset_refuses_a_folder_that_mixes_preparations(raw, tmp_path):
     (out / "val" / NAMES[2] / layout.SCENE_META).unlink()  # interrupted before meta.json
     with pytest.raises(InputError, match=f"{NAMES[2]}: no meta.json"):
         ScanNetDataset(out, "val", "scannet20", voxel_size=0.05)
+
+
+@needs_minkowski
+def test_empty_and_unlabelled_scenes_are_named_and_never_reach_training(
+    raw, tmp_path, capsys, caplog
+):
+    for name in NAMES:
+        strip_scene(raw, name)
+    empty, unlabelled = "scene0010_00", "scene0011_00"
+    write_raw_scene(raw, empty, np.zeros((0, 3)), np.zeros((0, 3), int), [], [])
+    strip_scene(raw, unlabelled)
+    agg = raw / "scans" / unlabelled / f"{unlabelled}.aggregation.json"
+    agg.write_text(json.dumps({"segGroups": []}))  # every vertex ignored
+    write_splits(raw, train=[*NAMES[:2], empty, unlabelled], val=NAMES[2:])
+    out = tmp_path / "out"
+    assert prep.main([str(raw), str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert f"1 scenes have no vertices and are left out of the manifest: {empty}" in summary
+    assert f"no labelled vertex in scannet20; training on scannet20 skips them: {unlabelled}" in (
+        summary
+    )
+    manifest = read_json(out / layout.MANIFEST)
+    assert manifest["excluded"] == {empty: "no vertices"}
+    assert manifest["splits"]["train"] == sorted([*NAMES[:2], unlabelled])
+
+    with caplog.at_level("WARNING", logger="ceco3d.data"):
+        train_set = ScanNetDataset(out, "train", "scannet20", training=True)
+    assert train_set.scenes == NAMES[:2]
+    assert f"1 train scenes have no labelled voxel in scannet20 and are skipped: {unlabelled}" in (
+        caplog.text
+    )
+    assert ScanNetDataset(out, "train", "scannet20").scenes == sorted([*NAMES[:2], unlabelled])
