@@ -233,6 +233,16 @@ def test_label_table_errors(tmp_path):
     write_table(bad, [*TABLE_ROWS, (5, "wall", "wall", 1)])
     with pytest.raises(ValueError, match="raw_category 'wall' appears twice"):
         read_label_table(bad)
+    # A row cut short: its class used to be ignored without a word.
+    write_table(bad)
+    bad.write_bytes(bad.read_bytes() + b"2\tdesk\tdesk\r\n")
+    with pytest.raises(
+        ValueError, match=r"bad\.tsv:9: no value in column\(s\) \['nyu40id'\] \(3 cells"
+    ):
+        read_label_table(bad)
+    write_table(bad, [])
+    with pytest.raises(ValueError, match=r"bad\.tsv: label table has a header but no rows"):
+        read_label_table(bad)
 
 
 # ------------------------------------------------------------------------------- bad input

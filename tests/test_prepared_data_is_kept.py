@@ -190,3 +190,11 @@ def test_empty_and_unlabelled_scenes_are_named_and_never_reach_training(
         caplog.text
     )
     assert ScanNetDataset(out, "train", "scannet20").scenes == sorted([*NAMES[:2], unlabelled])
+
+
+def test_data_root_at_raw_scannet_says_to_prepare_into_another_folder(raw):
+    (raw / "scans").mkdir()
+    with pytest.raises(InputError) as error:
+        ScanNetDataset(raw, "train", "scannet20")
+    assert f"`ceco3d-prep {raw} PREPARED` and set data.root=PREPARED" in str(error.value)
+    assert f"ceco3d-prep RAW_SCANNET {raw}" not in str(error.value)  # not into RAW itself

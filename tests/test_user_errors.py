@@ -145,3 +145,12 @@ def test_command_line_mistakes_exit_with_one_paragraph(
         assert message in output, (args, output[-2000:])
         assert "Traceback" not in output
     assert not (tmp_path / "cli" / "checkpoints").exists()  # nothing ran
+
+
+def test_eval_of_the_unlabelled_test_split_says_why_before_loading(tmp_path):
+    from ceco3d.cli.evaluate import run as evaluate_run
+    from tests.fixtures import compose_config
+
+    cfg = compose_config("eval", [f"ckpt={tmp_path / 'absent.pt'}", "split=test"])
+    with pytest.raises(UsageError, match="split=test: ScanNet withholds the labels"):
+        evaluate_run(cfg)  # before the (absent) checkpoint is read
