@@ -106,7 +106,7 @@ def run_one(
     except InputError as e:
         error = str(e)
     except OSError as e:  # an unwritable or full output folder: the file and the reason suffice
-        error = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+        error = f"{e.filename or folder}: {e.strerror or e}"
     except Exception:
         error = "unexpected error\n" + traceback.format_exc()
     kept = read_scene_meta(folder) if scene_problem(folder, settings.record()) is None else None
