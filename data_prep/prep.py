@@ -150,7 +150,8 @@ def run_all(
                 collect(future.result())
         except BaseException:
             # Interrupted (or broken): stop the workers now instead of letting them finish
-            # their scenes; a half-written scene has no meta.json and is redone next time.
+            # their scenes; a half-written scene stays in its staging folder, the earlier one
+            # in place.
             pool.shutdown(wait=False, cancel_futures=True)
             for process in multiprocessing.active_children():
                 process.terminate()

@@ -64,7 +64,7 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[]
     become one paragraph and the exit status of ``ceco3d.errors``; a command line that Hydra
     rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks, as
     ``CECO3D_DEBUG=1`` does."""
-    started = False
+    started = debug = False
 
     def work(cfg: DictConfig) -> None:
         try:
@@ -77,7 +77,7 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[]
         nonlocal started
         started = True
         quiet_minkowski_warnings()
-        code = report_errors(f"ceco3d-{config_name}", lambda: work(cfg), say=log.error)
+        code = report_errors(f"ceco3d-{config_name}", lambda: work(cfg), say=log.error, debug=debug)
         if code:
             sys.exit(code)
 
@@ -94,12 +94,13 @@ def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[]
             raise (missing_key_error(e) or UsageError(hydra_message(e))) from None
 
     def main() -> None:
+        nonlocal debug
         user_setting = os.environ.get(HYDRA_FULL_ERROR)
+        debug = user_setting == "1"
         # Hydra then raises instead of printing: report_errors decides what the user sees.
         os.environ[HYDRA_FULL_ERROR] = "1"
         try:
-            code = report_errors(f"ceco3d-{config_name}", compose_and_run,
-                                 debug=user_setting == "1")  # fmt: skip
+            code = report_errors(f"ceco3d-{config_name}", compose_and_run, debug=debug)
         finally:
             if user_setting is None:
                 del os.environ[HYDRA_FULL_ERROR]
