@@ -18,12 +18,14 @@ from typing import IO, Any
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
+from ceco3d.errors import ReportedError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class InputError(ValueError):
-    """Bad user input; the message names the file and the problem."""
+class InputError(ReportedError, ValueError):
+    """Bad input data; the message names the file and the problem (exit status 1)."""
 
 
 @contextlib.contextmanager

@@ -30,8 +30,9 @@ def read_label_table(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     try:
         # newline="": the real table has CRLF line ends, which csv handles only this way.
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-            header = rows[0].keys() if rows else []
+            reader = csv.DictReader(f, delimiter="\t")
+            rows = list(reader)
+            header = reader.fieldnames or []
     except FileNotFoundError:
         raise InputError(f"{path}: label table not found (pass --labels)") from None
     except (UnicodeDecodeError, csv.Error) as e:
@@ -40,16 +41,25 @@ def read_label_table(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     missing = [c for c in columns if c not in header]
     if missing:
         raise InputError(f"{path}: label table lacks columns {missing} (is it tab-separated?)")
+    if not rows:
+        raise InputError(f"{path}: label table has a header but no rows")
 
     lookups: dict[str, dict[str, int]] = {name: {} for name in LABEL_SETS}
     for line, row in enumerate(rows, start=2):
+        empty = [c for c in columns if not (row[c] or "").strip()]
+        if empty:
+            cells = sum(row[c] is not None for c in header) + len(row.get(None) or ())
+            raise InputError(
+                f"{path}:{line}: no value in column(s) {empty} ({cells} cells, the header has "
+                f"{len(header)}); fill them in, separated by tabs"
+            )
         raw = row[RAW_CATEGORY]
         if raw in lookups[next(iter(LABEL_SETS))]:
             raise InputError(f"{path}:{line}: raw_category {raw!r} appears twice")
         for name, label_set in LABEL_SETS.items():
-            cell = (row[label_set.source_column] or "").strip()
+            cell = row[label_set.source_column].strip()
             try:
-                benchmark_id = int(cell) if cell else None
+                benchmark_id = int(cell)
             except ValueError:
                 raise InputError(
                     f"{path}:{line}: {label_set.source_column} {cell!r} is not an integer"

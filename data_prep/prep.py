@@ -3,15 +3,21 @@
     ceco3d-prep RAW OUT [--labels TSV] [--splits-dir DIR] [--voxel-size 0.02] [--align] [-j N]
 
 RAW holds ``scans/`` and ``scans_test/`` as the ScanNet release lays them out; the label table
-and the split lists default to files inside RAW. Scenes whose outputs are complete and newer than
-their inputs are skipped (``--force`` redoes them). A scene with bad input fails alone, with a
-message naming the file; the exit status is then 1.
+and the split lists default to files inside RAW. A scene is skipped when its outputs are complete
+and were made with the same settings and label table from inputs with the same content
+(``--force`` redoes them). A scene with bad or missing input fails alone, with a message naming
+the file; the exit status is then 1, and the scene keeps its earlier arrays where they were made
+with the same settings. The manifest is assembled from the scenes' own meta.json files; a run with
+failures never replaces a manifest that lists scenes this run could not prepare.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import signal
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -20,27 +26,30 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
 from ceco3d.data.meta import LABEL_SETS
+from ceco3d.errors import UsageError, report_errors, signal_name, signals_raise_interrupted
 from ceco3d.io import InputError, save_json
+from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
-from data_prep.scene import FORMAT_VERSION, SceneSource, Settings, prepare_scene, up_to_date
+from data_prep.manifest import build_manifest, scenes_dropped
+from data_prep.scene import SceneSource, Settings, prepare_scene, up_to_date
 
-SPLITS = ("train", "val", "test")
-LABELLED_SPLITS = ("train", "val")
 LABEL_TABLE = "scannetv2-labels.combined.tsv"
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one scene. ``meta`` is its meta.json: new, up to date, or (for a failed
+    scene) the one of its earlier arrays where those were made with the same settings."""
+
     source: SceneSource
     status: str  # "done", "skipped" or "failed"
-    marker: dict | None = None
+    meta: dict | None = None
     error: str | None = None
 
 
@@ -90,20 +99,26 @@ def run_one(
     """Prepare one scene unless it is up to date; bad input becomes a failed outcome."""
     folder = out / source.split / source.scene_id
     try:
-        marker = None if force else up_to_date(source, folder, settings)
-        if marker is not None:
-            return Outcome(source, "skipped", marker)
+        meta = None if force else up_to_date(source, folder, settings)
+        if meta is not None:
+            return Outcome(source, "skipped", meta)
         return Outcome(source, "done", prepare_scene(source, folder, settings, lookups))
     except InputError as e:
-        return Outcome(source, "failed", error=str(e))
+        error = str(e)
+    except OSError as e:  # an unwritable or full output folder: the file and the reason suffice
+        error = f"{e.filename or folder}: {e.strerror or e}"
     except Exception:
-        return Outcome(source, "failed", error="unexpected error\n" + traceback.format_exc())
+        error = "unexpected error\n" + traceback.format_exc()
+    kept = read_scene_meta(folder) if scene_problem(folder, settings.record()) is None else None
+    return Outcome(source, "failed", kept, error)
 
 
 def init_worker() -> None:
-    """Worker processes share the cores among themselves, one thread each."""
+    """Worker processes share the cores among themselves, one thread each; Ctrl-C reaches the
+    whole process group, and only the main process acts on it (it stops the workers)."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
@@ -127,76 +142,44 @@ def run_all(
         # Not plain fork: forking a process whose OpenMP pool already ran can deadlock. A fork
         # server that has imported MinkowskiEngine (and run nothing) starts workers in
         # milliseconds instead of seconds each.
-        context = get_context("forkserver")
+        context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["data_prep.worker_preload"])
         pool = ProcessPoolExecutor(workers, context, initializer=init_worker)
         try:
             for future in as_completed([pool.submit(run, source) for source in sources]):
                 collect(future.result())
-        finally:
-            pool.shutdown(cancel_futures=True)  # on Ctrl-C, do not wait for queued scenes
+        except BaseException:
+            # Interrupted (or broken): stop the workers now instead of letting them finish
+            # their scenes; a half-written scene stays in its staging folder, the earlier one
+            # in place.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in multiprocessing.active_children():
+                process.terminate()
+                process.join()
+            raise
+        pool.shutdown()
     return outcomes
 
 
-def build_manifest(prepared: list[Outcome], voxel_size: float, align: bool) -> dict:
-    """The manifest, assembled from the scenes' markers so resumed runs get full totals."""
-    by_split = {
-        split: sorted(
-            (o for o in prepared if o.source.split == split), key=lambda o: o.source.scene_id
-        )
-        for split in SPLITS
-    }
-    label_sets = {}
-    for name, label_set in LABEL_SETS.items():
-        label_sets[name] = {"ids": list(label_set.ids), "names": list(label_set.names)}
-        if label_set.groups:
-            label_sets[name]["groups"] = {g: list(n) for g, n in label_set.groups.items()}
-    stats = {}
-    for split in LABELLED_SPLITS:
-        stats[split] = {}
-        for name, label_set in LABEL_SETS.items():
-            points = np.zeros(label_set.num_classes, np.int64)
-            voxels = np.zeros(label_set.num_classes, np.int64)
-            scenes = np.zeros(label_set.num_classes, np.int64)
-            for outcome in by_split[split]:
-                counts = outcome.marker["class_counts"][name]
-                points += counts["point_counts"]
-                voxels += counts["voxel_counts"]
-                scenes += np.asarray(counts["voxel_counts"]) > 0
-            stats[split][name] = {
-                "point_counts": points.tolist(),
-                "voxel_counts": voxels.tolist(),
-                "scene_counts": scenes.tolist(),
-            }
-    return {
-        "format_version": FORMAT_VERSION,
-        "voxel_size": voxel_size,
-        "aligned": align,
-        "label_sets": label_sets,
-        "splits": {s: [o.source.scene_id for o in by_split[s]] for s in SPLITS},
-        "num_vertices": {s: sum(o.marker["num_vertices"] for o in by_split[s]) for s in SPLITS},
-        "num_voxels": {s: sum(o.marker["num_voxels"] for o in by_split[s]) for s in SPLITS},
-        "stats": stats,
-    }
-
-
-def summarize(outcomes: list[Outcome], seconds: float, manifest_path: Path) -> str:
+def summarize(
+    outcomes: list[Outcome], seconds: float, manifest_path: Path, dropped: list[str]
+) -> str:
     count = Counter(o.status for o in outcomes)
     seconds = max(seconds, 1e-9)
     done = [o for o in outcomes if o.status == "done"]
-    vertices = sum(o.marker["num_vertices"] for o in done)
+    vertices = sum(o.meta["num_vertices"] for o in done)
     lines = [
         f"ceco3d-prep: {len(outcomes)} scenes: {count['done']} prepared, "
         f"{count['skipped']} skipped (up to date), {count['failed']} failed; "
         f"{seconds:.1f} s, {vertices} vertices prepared, "
         f"{vertices / seconds:,.0f} vertices/s, {len(done) / seconds:.2f} scenes/s"
     ]
-    prepared = [o for o in outcomes if o.marker is not None]
+    prepared = [o for o in outcomes if o.meta is not None]
     unknown_groups: Counter = Counter()
     unknown_scenes: Counter = Counter()
     for outcome in prepared:
-        unknown_groups.update(outcome.marker["unknown_labels"])
-        unknown_scenes.update(outcome.marker["unknown_labels"].keys())
+        unknown_groups.update(outcome.meta["unknown_labels"])
+        unknown_scenes.update(outcome.meta["unknown_labels"].keys())
     if unknown_groups:
         listed = ", ".join(
             f"{raw!r} ({n} groups in {unknown_scenes[raw]} scenes)"
@@ -206,7 +189,22 @@ def summarize(outcomes: list[Outcome], seconds: float, manifest_path: Path) -> s
             f"warning: {len(unknown_groups)} aggregation labels are not a raw_category of the "
             f"label table; their vertices are ignored: {listed}"
         )
-    unaligned = [o for o in prepared if o.marker["align"] and not o.marker["aligned"]]
+    empty = [o.source.scene_id for o in prepared if o.meta["num_vertices"] == 0]
+    if empty:
+        lines.append(f"warning: {len(empty)} scenes have no vertices and are left out of the "
+                     f"manifest: {' '.join(sorted(empty))}")  # fmt: skip
+    for name in LABEL_SETS:
+        unlabelled = sorted(
+            o.source.scene_id
+            for o in prepared
+            if o.source.labelled
+            and o.meta["num_vertices"]
+            and not sum(o.meta["class_counts"][name]["voxel_counts"])
+        )
+        if unlabelled:
+            lines.append(f"warning: {len(unlabelled)} scenes have no labelled vertex in {name}; "
+                         f"training on {name} skips them: {' '.join(unlabelled)}")  # fmt: skip
+    unaligned = [o for o in prepared if o.meta["align"] and not o.meta["aligned"]]
     if unaligned:
         lines.append(
             f"note: {len(unaligned)} scenes have no axisAlignment and stay unaligned: "
@@ -215,8 +213,55 @@ def summarize(outcomes: list[Outcome], seconds: float, manifest_path: Path) -> s
     failed = sorted(o.source.scene_id for o in outcomes if o.status == "failed")
     if failed:
         lines.append(f"failed scenes (messages above): {' '.join(failed)}")
-    lines.append(f"manifest: {manifest_path}")
+    kept = sorted(o.source.scene_id for o in outcomes if o.status == "failed" and o.meta)
+    if kept:
+        lines.append(f"{len(kept)} failed scenes keep their earlier arrays (same settings) and "
+                     f"stay in the manifest: {' '.join(kept)}")  # fmt: skip
+    if dropped:
+        lines.append(
+            f"manifest: {manifest_path} left as it was: it lists {len(dropped)} scenes that this "
+            f"run could not prepare (first: {dropped[0]}); fix the failures above and run again"
+        )
+    else:
+        lines.append(f"manifest: {manifest_path}")
     return "\n".join(lines)
+
+
+def check_writable(out: Path) -> None:
+    """Fail once, before any work, where the output folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"{out}: cannot write the output folder ({e.strerror}); choose another OUT or make "
+            "it writable"
+        ) from None
+
+
+def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
+    """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
+    check_writable(args.out)
+    start = time.perf_counter()
+    settings = Settings(args.voxel_size, args.align, sha256_of(labels))
+    run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
+
+    def stopped(signum: int) -> str:
+        return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
+
+    with signals_raise_interrupted(stopped), warnings.catch_warnings():
+        # Preparation voxelizes on the CPU: MinkowskiEngine's CPU-only build warning is noise.
+        warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
+        outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
+    manifest_path = args.out / MANIFEST
+    manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())
+    failed = any(o.status == "failed" for o in outcomes)
+    dropped = scenes_dropped(manifest_path, manifest) if failed else []
+    if not dropped:
+        save_json(manifest_path, manifest)
+    print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,26 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = find_scenes(args.raw, args.splits_dir or args.raw)
     except InputError as e:
         parser.error(str(e))
-
-    start = time.perf_counter()
-    settings = Settings(args.voxel_size, args.align, labels)
-    run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
-    try:
-        with warnings.catch_warnings():
-            # Preparation voxelizes on the CPU: MinkowskiEngine's CPU-only build warning is noise.
-            warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
-            outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
-    except KeyboardInterrupt:
-        print(
-            "ceco3d-prep: interrupted; finished scenes are kept, run again to go on",
-            file=sys.stderr,
-        )
-        return 130
-    prepared = [o for o in outcomes if o.marker is not None]
-    manifest_path = args.out / "manifest.json"
-    save_json(manifest_path, build_manifest(prepared, args.voxel_size, args.align))
-    print(summarize(outcomes, time.perf_counter() - start, manifest_path))
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    return report_errors("ceco3d-prep", lambda: prepare(args, labels, lookups, sources))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@
 Arrays are one row per mesh vertex in mesh order (``coord``, ``color``, ``normal``,
 ``segment20``, ``segment200``, ``instance``) plus the voxelization at the requested voxel size
 (``voxel_coord``, ``voxel_inverse``, ``voxel_segment20``, ``voxel_segment200``). Every file is
-written atomically and ``meta.json`` last: a scene folder without it is unfinished.
+written atomically and ``meta.json`` last (see ``ceco3d.data.layout``); meta.json also records
+the fingerprints of the raw inputs, so a scene is redone when any input's content changes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.data.geometry import vertex_normals
+from ceco3d.data.layout import (
+    FORMAT_VERSION,
+    SEGMENT_KEY,
+    read_scene_meta,
+    scene_problem,
+    write_scene,
+)
 from ceco3d.data.meta import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json, read_mesh, save_json, save_npy
-
-FORMAT_VERSION = 1
-MARKER = "meta.json"
-# The file stem of each label set's per-vertex labels; "voxel_" + stem holds the voxel labels.
-SEGMENT_KEY = {"scannet20": "segment20", "scannet200": "segment200"}
-ARRAYS = (
-    "coord",
-    "color",
-    "normal",
-    *SEGMENT_KEY.values(),
-    "instance",
-    "voxel_coord",
-    "voxel_inverse",
-    *(f"voxel_{key}" for key in SEGMENT_KEY.values()),
-)
+from ceco3d.io import InputError, read_json, read_mesh
+from data_prep.fingerprint import fingerprint, same_content
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,16 @@ class SceneSource:
 class Settings:
     voxel_size: float
     align: bool
-    label_table: Path
+    label_table_sha256: str
+
+    def record(self) -> dict:
+        """The ``ceco3d.data.layout.SETTINGS`` that these settings give a scene."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "voxel_size": self.voxel_size,
+            "align": self.align,
+            "label_table_sha256": self.label_table_sha256,
+        }
 
 
 def read_axis_alignment(path: Path) -> np.ndarray | None:
@@ -164,42 +165,37 @@ def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(labels[labels >= 0], minlength=num_classes).tolist()
 
 
-def read_marker(folder: Path) -> dict | None:
-    """The completion marker of a finished scene folder, or None."""
-    try:
-        return read_json(folder / MARKER)
-    except InputError:
-        return None
-
-
 def up_to_date(source: SceneSource, folder: Path, settings: Settings) -> dict | None:
-    """The marker when ``folder`` holds a complete scene made with ``settings`` after its
-    inputs were last changed; None when the scene must be (re)made."""
-    marker = read_marker(folder)
-    if (
-        not isinstance(marker, dict)
-        or marker.get("format_version") != FORMAT_VERSION
-        or marker.get("voxel_size") != settings.voxel_size
-        or marker.get("align") != settings.align
-        or not all((folder / f"{key}.npy").is_file() for key in ARRAYS)
-    ):
+    """The meta.json of ``folder`` when it holds a complete scene made with ``settings`` from
+    inputs with the content they have now; None when the scene must be (re)made."""
+    if scene_problem(folder, settings.record()) is not None:
+        return None
+    meta = read_scene_meta(folder)
+    recorded = meta.get("inputs")
+    paths = source.inputs(settings.align)
+    if not isinstance(recorded, dict) or set(recorded) != {p.name for p in paths}:
         return None
     try:
-        newest_input = max(
-            p.stat().st_mtime_ns for p in [*source.inputs(settings.align), settings.label_table]
+        unchanged = all(
+            same_content(fingerprint(p, recorded[p.name]), recorded[p.name]) for p in paths
         )
     except FileNotFoundError:
         return None
-    return marker if (folder / MARKER).stat().st_mtime_ns >= newest_input else None
+    return meta if unchanged else None
 
 
 def prepare_scene(
     source: SceneSource, folder: Path, settings: Settings, lookups: dict[str, dict[str, int]]
 ) -> dict:
-    """Read, label, voxelize and write one scene into ``folder``; returns its marker."""
+    """Read, label, voxelize and write one scene into ``folder``; returns its meta.json."""
+    if not source.folder.is_dir():
+        raise InputError(
+            f"{source.folder}: scene folder not found (the {source.split} split list names it)"
+        )
     for path in source.inputs(settings.align):
         if not path.is_file():
             raise InputError(f"{path}: file not found")
+    inputs = {path.name: fingerprint(path) for path in source.inputs(settings.align)}
     xyz, rgb, faces = read_mesh(source.mesh)
     aligned = False
     if settings.align:
@@ -223,9 +219,6 @@ def prepare_scene(
         for name in LABEL_SETS
     }
 
-    # The old marker goes first: from here on the folder is unfinished until the new one lands.
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(folder / MARKER)
     arrays = {
         "coord": xyz.astype(np.float32),
         "color": rgb.astype(np.uint8),
@@ -237,15 +230,11 @@ def prepare_scene(
     for name, key in SEGMENT_KEY.items():
         arrays[key] = labels[name].astype(np.int16)
         arrays[f"voxel_{key}"] = voxel_labels[name].astype(np.int16)
-    for key, array in arrays.items():
-        save_npy(folder / f"{key}.npy", array)
-
-    marker = {
-        "format_version": FORMAT_VERSION,
+    meta = {
+        **settings.record(),
         "scene_id": source.scene_id,
         "split": source.split,
-        "voxel_size": settings.voxel_size,
-        "align": settings.align,
+        "inputs": inputs,
         "aligned": aligned,
         "labelled": source.labelled,
         "num_vertices": num_vertices,
@@ -259,5 +248,4 @@ def prepare_scene(
         },
         "unknown_labels": dict(sorted(unknown.items())),
     }
-    save_json(folder / MARKER, marker)
-    return marker
+    return write_scene(folder, arrays, meta)

@@ -21,7 +21,12 @@ ENTRY_POINTS = {  # name -> "module:function", as installed from pyproject.toml
     for ep in metadata.distribution("ceco3d").entry_points
     if ep.group == "console_scripts"
 }
-HYDRA_APPS = {"ceco3d-train": "seed: 0", "ceco3d-eval": "ckpt: ???", "ceco3d-analyze": "ckpt: ???"}
+HYDRA_APPS = {
+    "ceco3d-train": "seed: 0",
+    "ceco3d-eval": "ckpt: ???",
+    "ceco3d-analyze": "ckpt: ???",
+    "ceco3d-submit": "check: null",
+}
 SUMMARY_KEYS = {
     "mIoU", "mIoU_head", "mIoU_common", "mIoU_tail", "mAcc", "allAcc", "iou_per_class",
 }  # fmt: skip
@@ -101,9 +106,8 @@ def test_synth_prep_train_eval_submit_check(tmp_path):
     submission = tmp_path / "submission.zip"
     ok("ceco3d-submit", f"ckpt={ckpt}", "split=test", f"out={submission}")
     check = ok(
-        "ceco3d-submit", "--check", submission, "--raw", raw, "--benchmark", "scannet200",
-        "--split", "test",
-    )  # fmt: skip
+        "ceco3d-submit", f"check={submission}", f"raw={raw}", "benchmark=scannet200", "split=test"
+    )
     assert "OK" in check.stdout
 
 

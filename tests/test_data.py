@@ -12,9 +12,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ceco3d.data import layout
 from ceco3d.data import transforms as T
 from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset
+from ceco3d.data.layout import FORMAT_VERSION
 from ceco3d.data.meta import SCANNET20, SCANNET200
 from ceco3d.data.sampler import StepBatchSampler, build_train_loader
 from ceco3d.data.voxelize import majority_labels, voxelize
@@ -55,6 +57,10 @@ def synthetic_scene(rng: np.random.Generator, num_points: int, size=(2.0, 1.5, 1
     return scene
 
 
+SETTINGS = {"format_version": FORMAT_VERSION, "voxel_size": VOXEL, "align": False,
+            "label_table_sha256": "hand-built"}  # fmt: skip
+
+
 def write_scene(folder: Path, scene: dict, voxel_size: float = VOXEL) -> None:
     """Write one scene the way ``ceco3d-prep`` does (same voxelize / majority_labels)."""
     folder.mkdir(parents=True)
@@ -64,9 +70,13 @@ def write_scene(folder: Path, scene: dict, voxel_size: float = VOXEL) -> None:
     arrays["voxel_inverse"] = voxels.inverse.astype(np.int32)
     for key in ("segment20", "segment200"):
         arrays[f"voxel_{key}"] = majority_labels(voxels.inverse, scene[key], voxels.num_voxels)
-    for key, value in arrays.items():
-        np.save(folder / f"{key}.npy", value)
-    save_json(folder / "meta.json", {"num_vertices": len(scene["coord"])})
+    class_counts = {
+        name: {"voxel_counts": np.bincount(v[v >= 0], minlength=ls.num_classes).tolist()}
+        for name, ls, v in (("scannet20", SCANNET20, arrays["voxel_segment20"]),
+                            ("scannet200", SCANNET200, arrays["voxel_segment200"]))
+    }  # fmt: skip
+    meta = {**SETTINGS, "num_vertices": len(scene["coord"]), "class_counts": class_counts}
+    layout.write_scene(folder, arrays, meta)
 
 
 def write_root(root: Path, splits: dict[str, dict[str, dict]], **overrides) -> Path:
@@ -90,9 +100,7 @@ def write_root(root: Path, splits: dict[str, dict[str, dict]], **overrides) -> P
                 .tolist(),
             }
     manifest = {
-        "format_version": 1,
-        "voxel_size": VOXEL,
-        "aligned": False,
+        **SETTINGS,
         "label_sets": {
             "scannet20": {"ids": list(SCANNET20.ids), "names": list(SCANNET20.names)},
             "scannet200": {"ids": list(SCANNET200.ids), "names": list(SCANNET200.names)},
@@ -366,7 +374,7 @@ def test_class_counts_and_num_scenes(root):
 @pytest.mark.parametrize(
     ("patch", "split", "match"),
     [
-        ({"format_version": 2}, "train", "format_version"),
+        ({"format_version": 1}, "train", "format_version"),
         ({"splits": {"val": []}}, "train", "no split 'train'"),
         ({"label_sets": {"scannet200": {"ids": list(SCANNET200.ids)}}}, "train", "scannet20"),
         ({"label_sets": {"scannet20": {"ids": [1, 2]}}}, "train", "differ"),

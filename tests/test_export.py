@@ -38,6 +38,14 @@ def _ids_text(n: int, benchmark_id: int = 1) -> str:
     return f"{benchmark_id}\n" * n
 
 
+def submit(monkeypatch, *args: str) -> int:
+    """Run ``ceco3d-submit args`` in this process; its exit status."""
+    monkeypatch.setattr(sys, "argv", ["ceco3d-submit", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code
+
+
 def _zip(path: Path, entries: dict[str, str]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, text in entries.items():
@@ -165,41 +173,44 @@ def test_check_uses_scans_and_split_file_for_val(tmp_path):
     assert check_submission(zip_path, root, SCANNET200, "val", str(split_file)) == []
 
 
-def test_cli_check_exit_codes(tmp_path, raw_root, capsys):
+def test_cli_check_exit_codes(tmp_path, raw_root, capsys, monkeypatch):
     good = tmp_path / "good.zip"
     write_submission(good, _predictions(SCANNET200), SCANNET200)
-    args = ["--raw", str(raw_root), "--benchmark", "scannet200"]
-    assert main(["--check", str(good), *args]) == 0
+    args = [f"raw={raw_root}", "benchmark=scannet200"]
+    assert submit(monkeypatch, f"check={good}", *args) == 0
     assert capsys.readouterr().out.startswith("OK: ")
 
     entries = _valid_entries()
     del entries["scene0707_00.txt"]
     bad = _zip(tmp_path / "bad.zip", entries)
-    assert main(["--check", str(bad), *args]) == 1
+    assert submit(monkeypatch, f"check={bad}", *args) == 1
     out = capsys.readouterr().out
     assert "scene0707_00: missing from the zip" in out
     assert "1 problem(s)" in out
 
     (tmp_path / "junk.zip").write_text("not a zip")
-    assert main(["--check", str(tmp_path / "junk.zip"), *args]) == 2
-    assert "not a zip file" in capsys.readouterr().err
+    assert submit(monkeypatch, f"check={tmp_path / 'junk.zip'}", *args) == 1
+    assert "not a zip file" in capsys.readouterr().out
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--check", str(good)])  # --raw and --benchmark missing
-    assert exit_info.value.code == 2
+    assert submit(monkeypatch, f"check={good}") == 2  # raw= and benchmark= missing
+    assert "check=ZIP needs raw=RAW and benchmark=NAME" in capsys.readouterr().out
+    # A mistyped key is refused, not taken as a config override (it wrote the test split).
+    assert submit(monkeypatch, "ckpt=run/last.pt", "splt=val") == 2
+    assert "Could not override 'splt'" in capsys.readouterr().err
 
 
 def test_cli_help_needs_no_minkowski_engine():
     code = (
         "import sys\n"
         "from ceco3d.cli.submit import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "sys.argv = ['ceco3d-submit', '--help']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "heavy = [m for m in ('MinkowskiEngine', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "--check ZIP" in result.stdout
+    assert "check: null" in result.stdout
 
 
 def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
@@ -221,8 +232,8 @@ def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ceco3d.engine.predict", fake)
 
     out = tmp_path / "out.zip"
-    assert main(["ckpt=run/last.pt", "data.root=prep", f"out={out}"]) == 0
+    assert submit(monkeypatch, "ckpt=run/last.pt", "data.root=prep", f"out={out}") == 0
     assert calls == {"load": ("run/last.pt", ["data.root=prep"]), "split": "test"}
     assert check_submission(out, raw_root, SCANNET200) == []
     assert f"wrote {out}: 3 scenes" in capsys.readouterr().out
-    assert main(["data.root=prep"]) == 2  # no ckpt=
+    assert submit(monkeypatch, "data.root=prep") == 2  # no ckpt=

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ceco3d.data.layout import ARRAYS, SCENE_META
 from ceco3d.data.meta import LABEL_SETS, SCANNET20, SCANNET200
 from ceco3d.data.voxelize import majority_labels
 from ceco3d.io import count_ply_vertices, read_json, write_mesh
 from data_prep import prep, synth
 from data_prep.labels import read_label_table
-from data_prep.scene import ARRAYS, MARKER, vertex_normals
+from data_prep.scene import vertex_normals
 from data_prep.synth_scene import UNKNOWN_LABEL
 
 needs_minkowski = pytest.mark.skipif(
@@ -140,9 +141,11 @@ def test_labels_instances_and_voxels_of_a_hand_built_scene(raw, tmp_path, capsys
     assert list(manifest) == [
         "format_version",
         "voxel_size",
-        "aligned",
+        "align",
+        "label_table_sha256",
         "label_sets",
         "splits",
+        "excluded",
         "num_vertices",
         "num_voxels",
         "stats",
@@ -230,6 +233,16 @@ def test_label_table_errors(tmp_path):
     write_table(bad, [*TABLE_ROWS, (5, "wall", "wall", 1)])
     with pytest.raises(ValueError, match="raw_category 'wall' appears twice"):
         read_label_table(bad)
+    # A row cut short: its class used to be ignored without a word.
+    write_table(bad)
+    bad.write_bytes(bad.read_bytes() + b"2\tdesk\tdesk\r\n")
+    with pytest.raises(
+        ValueError, match=r"bad\.tsv:9: no value in column\(s\) \['nyu40id'\] \(3 cells"
+    ):
+        read_label_table(bad)
+    write_table(bad, [])
+    with pytest.raises(ValueError, match=r"bad\.tsv: label table has a header but no rows"):
+        read_label_table(bad)
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -269,7 +282,7 @@ def test_bad_scenes_fail_alone_with_clear_messages(raw, tmp_path, capsys):
     assert "scene0012_00_vh_clean_2.0.010000.segs.json: 3 segIndices but" in err
     assert "scene0012_00_vh_clean_2.ply has 9 vertices" in err
     assert "scene0013_00.aggregation.json: segGroups[0] ('wall') refers to segments [999]" in err
-    assert "scene0014_00_vh_clean_2.ply: file not found" in err
+    assert "scene0014_00: scene folder not found (the val split list names it)" in err
     summary = captured.out
     assert "8 scenes: 3 prepared, 0 skipped (up to date), 5 failed" in summary
     # Reported once for the whole run, with its counts.
@@ -279,9 +292,9 @@ def test_bad_scenes_fail_alone_with_clear_messages(raw, tmp_path, capsys):
     manifest = read_json(out / "manifest.json")
     assert manifest["splits"] == {"train": good, "val": [], "test": []}
     for name in good:
-        assert (out / "train" / name / MARKER).is_file()
+        assert (out / "train" / name / SCENE_META).is_file()
     for name in ("scene0010_00", "scene0011_00", "scene0012_00"):
-        assert not (out / "train" / name / MARKER).exists()
+        assert not (out / "train" / name / SCENE_META).exists()
     chair_vertices = load(out, "train", "scene0001_00")["segment200"][:2]
     assert chair_vertices.tolist() == [-1, -1]  # the unknown label's vertices are ignored
 
@@ -304,7 +317,7 @@ def test_usage_errors_exit_2(raw, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------ resume
 def marker_times(out: Path) -> dict[str, int]:
-    return {p.parent.name: p.stat().st_mtime_ns for p in sorted(out.glob(f"*/*/{MARKER}"))}
+    return {p.parent.name: p.stat().st_mtime_ns for p in sorted(out.glob(f"*/*/{SCENE_META}"))}
 
 
 @needs_minkowski
@@ -320,19 +333,29 @@ def test_resume_skips_complete_scenes_and_redoes_the_rest(raw, tmp_path, capsys)
     capsys.readouterr()
 
     # An interrupted run: scene 0 has data but no marker, scene 1 only one array.
-    (out / "train" / names[0] / MARKER).unlink()
+    (out / "train" / names[0] / SCENE_META).unlink()
     for key in ARRAYS[1:]:
         (out / "train" / names[1] / f"{key}.npy").unlink()
-    # Scene 2's mesh changed after it was prepared.
-    mesh = raw / "scans" / names[2] / f"{names[2]}_vh_clean_2.ply"
-    os.utime(mesh, ns=(first[names[2]] + 10**9, first[names[2]] + 10**9))
+    # Scene 2's aggregation changed after it was prepared, but carries an older time (copied
+    # with its times kept): its content decides. Scene 3's mesh was only touched.
+    agg = raw / "scans" / names[2] / f"{names[2]}.aggregation.json"
+    groups = json.loads(agg.read_text())
+    groups["segGroups"][0]["label"] = "wall"
+    agg.write_text(json.dumps(groups))
+    os.utime(agg, ns=(first[names[2]] - 10**9, first[names[2]] - 10**9))
+    mesh = raw / "scans" / names[3] / f"{names[3]}_vh_clean_2.ply"
+    os.utime(mesh, ns=(first[names[3]] + 10**9, first[names[3]] + 10**9))
 
     assert prep.main([str(raw), str(out)]) == 0
     assert "4 scenes: 3 prepared, 1 skipped (up to date), 0 failed" in capsys.readouterr().out
     second = marker_times(out)
     assert second[names[3]] == first[names[3]]
     assert all(second[n] > first.get(n, 0) for n in names[:3])
-    assert read_json(out / "manifest.json") == first_manifest  # totals include skipped scenes
+    relabelled = read_json(out / "manifest.json")
+    assert relabelled["stats"] != first_manifest["stats"]  # the chair became a wall
+    assert relabelled["splits"] == first_manifest["splits"]
+    assert relabelled["num_vertices"] == first_manifest["num_vertices"]  # skipped ones count
+    assert load(out, "train", names[2])["segment200"][0] == S200[1]  # wall
 
     assert prep.main([str(raw), str(out), "--force"]) == 0
     assert "4 scenes: 4 prepared, 0 skipped" in capsys.readouterr().out
@@ -433,7 +456,7 @@ def test_align_applies_the_matrix_and_leaves_test_scans(synthetic, tmp_path, cap
     assert prep.main([str(raw), str(aligned), "--align"]) == 0
     assert "note: 1 scenes have no axisAlignment and stay unaligned" in capsys.readouterr().out
     manifest = read_json(aligned / "manifest.json")
-    assert manifest["aligned"] is True
+    assert manifest["align"] is True
     name = manifest["splits"]["train"][0]
     text = (raw / "scans" / name / f"{name}.txt").read_text()
     numbers = text.split("axisAlignment =")[1].splitlines()[0].split()
@@ -444,7 +467,7 @@ def test_align_applies_the_matrix_and_leaves_test_scans(synthetic, tmp_path, cap
     # The synthetic rooms are built axis-aligned with the floor at z = 0 from x, y = 0.
     assert np.abs(after.min(0)).max() < 0.05
     test_name = manifest["splits"]["test"][0]
-    assert read_json(aligned / "test" / test_name / MARKER)["aligned"] is False
+    assert read_json(aligned / "test" / test_name / SCENE_META)["aligned"] is False
     assert np.array_equal(
         np.load(aligned / "test" / test_name / "coord.npy"),
         np.load(out / "test" / test_name / "coord.npy"),

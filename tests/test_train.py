@@ -185,7 +185,12 @@ def test_a_diverging_learning_rate_stops_at_a_non_finite_loss(synthetic_scannet,
 
 
 @pytest.mark.slow
-def test_sigterm_saves_last_checkpoint_exits_0_and_resumes(synthetic_scannet, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_last_checkpoint_exits_128_plus_signal_and_resumes(
+    signum,
+    synthetic_scannet,  # noqa: F811
+    tmp_path,
+):
     overrides = train_overrides(
         synthetic_scannet.prepared, tmp_path, "stopped", "loss=ceco", "trainer.max_steps=1000",
         "trainer.ckpt_every=2",
@@ -201,16 +206,18 @@ def test_sigterm_saves_last_checkpoint_exits_0_and_resumes(synthetic_scannet, tm
                 assert process.poll() is None, (tmp_path / "output.txt").read_text()[-3000:]
                 assert time.monotonic() < deadline, "no checkpoint after 120 s"
                 time.sleep(0.05)
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             returncode = process.wait(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
-    assert returncode == 0, (tmp_path / "output.txt").read_text()[-3000:]
+    output = (tmp_path / "output.txt").read_text()
+    assert returncode == 128 + signum, output[-3000:]  # a stopped run is not a finished one
+    assert "Traceback" not in output
     step = load_checkpoint(last)["step"]
     assert 2 <= step < 1000
     log = (tmp_path / "stopped" / "train.log").read_text()
-    assert f"signal {signal.SIGTERM.value}: saved {last} at step {step}" in log
+    assert f"{signum.name}: saved {last} at step {step}; continue with trainer.resume=auto" in log
 
     more = (f"trainer.max_steps={step + 2}", "trainer.resume=auto")
     run(tiny_train_config(synthetic_scannet.prepared, tmp_path, "stopped", "loss=ceco", *more))

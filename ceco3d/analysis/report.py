@@ -19,6 +19,7 @@ from ceco3d.analysis.collapse import COLLAPSE_TAGS, imbalance_statistics, normal
 from ceco3d.analysis.tb_logs import read_scalars
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.predict import load_for_inference, view_datasets
+from ceco3d.errors import UsageError
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import accuracy_per_class, iou_per_class
 
@@ -42,11 +43,19 @@ def analyze(
 ) -> dict:
     names = names or [Path(c).resolve().parent.parent.name for c in ckpts]
     if len(names) != len(ckpts):
-        raise ValueError(f"{len(names)} names for {len(ckpts)} checkpoints")
+        raise UsageError(f"names: {len(names)} names for {len(ckpts)} checkpoints")
     report: dict = {"split": split, "models": {}}
     accuracies, curves, label_set = {}, {}, None
-    for name, ckpt in zip(names, ckpts, strict=True):
-        model, cfg = load_for_inference(ckpt, data_overrides, device=str(device))
+    # Every checkpoint is loaded before any is evaluated: a mismatch fails before the work.
+    loaded = [load_for_inference(c, data_overrides, device=str(device)) for c in ckpts]
+    label_sets = {c: cfg.data.label_set for c, (_, cfg) in zip(ckpts, loaded, strict=True)}
+    if len(set(label_sets.values())) > 1:
+        listed = ", ".join(f"{c} ({s})" for c, s in label_sets.items())
+        raise UsageError(
+            f"the checkpoints were trained on different label sets: {listed}; analyze "
+            "checkpoints of one label set together"
+        )
+    for name, ckpt, (model, cfg) in zip(names, ckpts, loaded, strict=True):
         dataset = view_datasets(cfg, split, [])[0]
         label_set = dataset.label_set
         log.info("%s: evaluating %s on %d %s scenes", name, ckpt, len(dataset), split)

@@ -2,7 +2,7 @@
 
 Runs the same commands a user runs (each as its own process): ceco3d-synth -> ceco3d-prep ->
 ceco3d-train (CE, then CeCo: same seed, data and budget) -> ceco3d-eval -> ceco3d-analyze ->
-ceco3d-submit (+ --check), and ends with a comparison table (Markdown and JSON). Finished steps
+ceco3d-submit (+ check=), and ends with a comparison table (Markdown and JSON). Finished steps
 are reused when the same command runs again (more seeds, or after an interruption).
 
     ceco3d-demo                      # about 20 minutes on 2 CPU cores
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     submission = out / "submission_scannet200_test.zip"
     _run("submit", "ceco3d.cli.submit", f"ckpt={ckpts[1]}", "split=test", f"out={submission}",
          log_dir=logs)  # fmt: skip
-    _run("submit check", "ceco3d.cli.submit", "--check", str(submission), "--raw", str(raw),
-         "--benchmark", "scannet200", "--split", "test", log_dir=logs)  # fmt: skip
+    _run("submit check", "ceco3d.cli.submit", f"check={submission}", f"raw={raw}",
+         "benchmark=scannet200", "split=test", log_dir=logs)  # fmt: skip
 
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     rows = {name: {**per_seed[loss][0]} for name, loss in zip(("CE", "CeCo"), LOSSES, strict=True)}

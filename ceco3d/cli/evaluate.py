@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.cli.common import data_overrides, hydra_app
+from ceco3d.errors import UsageError
 
 log = logging.getLogger("ceco3d.eval")
 
@@ -22,6 +23,7 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from ceco3d import viz
+    from ceco3d.data.layout import LABELLED_SPLITS
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.evaluate import evaluate
     from ceco3d.engine.predict import load_for_inference, tta_views, view_datasets
@@ -29,6 +31,13 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 
+    labelled = cfg.split in LABELLED_SPLITS
+    if not labelled and not (cfg.export.ply or cfg.export.preview):
+        raise UsageError(
+            f"split={cfg.split}: ScanNet withholds the labels of these scenes, so there is nothing "
+            "to score; evaluate split=val, export predictions with export.ply=true or "
+            "export.preview=true, or write a benchmark submission with ceco3d-submit"
+        )
     device_type = resolve_device(cfg.device)
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
@@ -62,7 +71,9 @@ def run(cfg: DictConfig) -> dict:
 
     results = evaluate(model, datasets, device, dist_info, cfg.max_scenes, progress=True,
                        on_scene=export_scene)  # fmt: skip
-    if dist_info.is_main:
+    if dist_info.is_main and not labelled:
+        log.info("%s has no labels: wrote the exports only, no scores, to %s", cfg.split, out)
+    elif dist_info.is_main:
         point = results["point"]
         summary = {
             **point,

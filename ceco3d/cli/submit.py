@@ -1,101 +1,67 @@
 """``ceco3d-submit``: write a ScanNet benchmark submission zip from a checkpoint, or check one.
-
-Write:  ceco3d-submit ckpt=runs/x/last.pt data.root=data/scannet200 [split=test] [out=sub.zip]
-Check:  ceco3d-submit --check sub.zip --raw /path/to/scannet --benchmark scannet200 [--split test]
-
-Any other ``key=value`` is passed on as a config override to the loaded run.
-"""
+A Hydra application like the other commands (unknown keys are refused); see conf/submit.yaml."""
 
 from __future__ import annotations
 
-import argparse
-import sys
+from omegaconf import DictConfig
 
+from ceco3d.cli.common import data_overrides, hydra_app
 from ceco3d.data.meta import LABEL_SETS, get_label_set
+from ceco3d.errors import UsageError
 from ceco3d.io import InputError
 
-SUBMIT_KEYS = ("ckpt", "split", "out")  # consumed here; every other key=value goes to the config
+WRITE_KEYS = ("out", "data.root")
+CHECK_KEYS = ("raw", "benchmark", "split_file")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ceco3d-submit",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="ckpt=, split=, out= and config overrides"
-    )
-    parser.add_argument("--check", metavar="ZIP", help="check this submission zip and exit")
-    parser.add_argument("--raw", help="raw ScanNet root holding scans_test/ and the split lists")
-    parser.add_argument("--benchmark", choices=sorted(LABEL_SETS), help="label set of the zip")
-    parser.add_argument("--split", default="test", help="split the zip covers (default: test)")
-    parser.add_argument("--split-file", help="scene list to use instead of RAW/scannetv2_SPLIT.txt")
-    return parser
+def given(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if (cfg.data.root if k == "data.root" else cfg[k]) is not None]
 
 
-def _check(args: argparse.Namespace) -> int:
+def check(cfg: DictConfig) -> None:
     from ceco3d.export import check_submission
 
+    missing = [k for k in ("raw", "benchmark") if cfg[k] is None]
+    if missing or given(cfg, WRITE_KEYS):
+        raise UsageError(
+            "check=ZIP needs raw=RAW and benchmark=NAME (and takes no out= or data.root=)"
+        )
+    if cfg.benchmark not in LABEL_SETS:
+        raise UsageError(f"benchmark={cfg.benchmark!r}: choose one of {sorted(LABEL_SETS)}")
     problems = check_submission(
-        args.check, args.raw, get_label_set(args.benchmark), args.split, args.split_file
+        cfg.check, cfg.raw, get_label_set(cfg.benchmark), cfg.split, cfg.split_file
     )
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{args.check}: {len(problems)} problem(s); the benchmark would reject this zip")
-        return 1
-    print(f"OK: {args.check} is a valid {args.benchmark} {args.split} submission")
-    return 0
+        raise InputError(
+            f"{cfg.check}: {len(problems)} problem(s); the benchmark would reject this zip"
+        )
+    print(f"OK: {cfg.check} is a valid {cfg.benchmark} {cfg.split} submission")
 
 
-def _write(overrides: list[str]) -> int:
+def write(cfg: DictConfig) -> None:
     from ceco3d.engine.predict import load_for_inference, predict_split
     from ceco3d.export import write_submission
 
-    options = {}
-    config_overrides = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"{item!r}: expected key=value")
-        if key in SUBMIT_KEYS:
-            options[key] = value
-        else:
-            config_overrides.append(item)
-    if "ckpt" not in options:
-        raise InputError("ckpt=PATH is required to write a submission")
-    split = options.get("split", "test")
-    model, cfg = load_for_inference(options["ckpt"], config_overrides)
-    label_set = get_label_set(cfg.data.label_set)
-    out = options.get("out", f"submission_{label_set.name}_{split}.zip")
-    predictions = dict(predict_split(model, cfg, split))
+    if given(cfg, CHECK_KEYS):
+        raise UsageError("raw=, benchmark= and split_file= go with check=ZIP, not with ckpt=")
+    model, train_cfg = load_for_inference(cfg.ckpt, data_overrides(cfg))
+    label_set = get_label_set(train_cfg.data.label_set)
+    out = cfg.out or f"submission_{label_set.name}_{cfg.split}.zip"
+    predictions = dict(predict_split(model, train_cfg, cfg.split))
     write_submission(out, predictions, label_set)
-    print(f"wrote {out}: {len(predictions)} scenes of {label_set.name} {split}")
-    print(f"check it with: ceco3d-submit --check {out} --raw RAW --benchmark {label_set.name}")
-    return 0
+    print(f"wrote {out}: {len(predictions)} scenes of {label_set.name} {cfg.split}")
+    print(f"check it with: ceco3d-submit check={out} raw=RAW benchmark={label_set.name}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.check and args.overrides:
-        parser.error("--check takes no key=value overrides")
-    if args.check and not (args.raw and args.benchmark):
-        parser.error("--check needs --raw and --benchmark")
-    if not args.check and not args.overrides:
-        parser.error("give ckpt=PATH (write a submission) or --check ZIP (check one)")
-    if not args.check and (args.raw or args.benchmark or args.split_file or args.split != "test"):
-        parser.error(
-            "--raw, --benchmark, --split and --split-file go with --check; write with split="
-        )
-    try:
-        return _check(args) if args.check else _write(args.overrides)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def run(cfg: DictConfig) -> None:
+    if (cfg.ckpt is None) == (cfg.check is None):
+        raise UsageError("give ckpt=PATH to write a submission, or check=ZIP to check one")
+    (check if cfg.check is not None else write)(cfg)
 
+
+main = hydra_app("submit", run)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ceco3d.cli.common import hydra_app
+from ceco3d.errors import report_errors
+
+
+class RunFolderGuard(Callback):
+    """Refuses a run that would replace another's outputs before Hydra writes anything into its
+    folder (``.hydra/``, the log); ``train`` checks again for callers that bypass Hydra."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from ceco3d.engine.run_folder import resume_checkpoint
+
+        run_dir = Path(config.hydra.run.dir)
+        code = report_errors(
+            "ceco3d-train", lambda: resume_checkpoint(run_dir, config.trainer.resume) and None
+        )
+        if code:
+            sys.exit(code)
 
 
 def run(cfg: DictConfig) -> dict:

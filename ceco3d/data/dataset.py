@@ -25,6 +25,7 @@ sees exactly the samples it would have seen.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -32,12 +33,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d.data.layout import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SEGMENT_KEY,
+    meta_problem,
+    read_scene_meta,
+    settings_of,
+)
 from ceco3d.data.meta import get_label_set
 from ceco3d.data.transforms import Transform
 from ceco3d.data.voxelize import majority_labels, voxelize
 from ceco3d.io import InputError, read_json
 
-MANIFEST_FORMAT_VERSION = 1
+log = logging.getLogger("ceco3d.data")
+
 FEATURE_CHANNELS = {"color": 3, "color_normal": 6, "color_normal_xyz": 9}
 CLASS_COUNT_KINDS = ("voxel_counts", "point_counts", "scene_counts")
 
@@ -74,12 +84,12 @@ class ScanNetDataset(torch.utils.data.Dataset):
         self.training = training
         self.epoch = 0
         self.manifest = self._read_manifest()
-        self.scenes: list[str] = list(self.manifest["splits"][split])
-        self._segment = "segment" + self.label_set.name.removeprefix("scannet")
+        self.scenes: list[str] = self._usable_scenes()
+        self._segment = SEGMENT_KEY[self.label_set.name]
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / MANIFEST
 
     @property
     def num_channels(self) -> int:
@@ -89,10 +99,16 @@ class ScanNetDataset(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         return self.label_set.num_classes
 
-    def _fail(self, problem: str) -> InputError:
+    def _fail(self, problem: str, prep_options: str = "") -> InputError:
+        if (self.root / "scans").is_dir():
+            return InputError(
+                f"{self.manifest_path}: {problem}; {self.root} looks like raw ScanNet (it has "
+                f"scans/): prepare it into a folder of its own with `ceco3d-prep {self.root} "
+                "PREPARED` and set data.root=PREPARED"
+            )
         return InputError(
-            f"{self.manifest_path}: {problem}; run `ceco3d-prep RAW_SCANNET {self.root}` "
-            "(RAW_SCANNET: the raw ScanNet v2 folder) to prepare the data"
+            f"{self.manifest_path}: {problem}; run `ceco3d-prep RAW_SCANNET {self.root}"
+            f"{prep_options}` (RAW_SCANNET: the raw ScanNet v2 folder) to prepare the data"
         )
 
     def _read_manifest(self) -> dict:
@@ -102,10 +118,8 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if not isinstance(manifest, dict):
             raise self._fail("is not a JSON object")
         version = manifest.get("format_version")
-        if version != MANIFEST_FORMAT_VERSION:
-            raise self._fail(
-                f"format_version is {version!r}, this ceco3d reads {MANIFEST_FORMAT_VERSION}"
-            )
+        if version != FORMAT_VERSION:
+            raise self._fail(f"format_version is {version!r}, this ceco3d reads {FORMAT_VERSION}")
         splits = manifest.get("splits", {})
         if self.split not in splits:
             raise self._fail(f"no split {self.split!r} (it has {sorted(splits)})")
@@ -131,6 +145,40 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 f"{self.root / self.split} (first: {missing[0]})"
             )
         return manifest
+
+    def _usable_scenes(self) -> list[str]:
+        """The split's scenes, each checked against the manifest (settings, complete arrays);
+        for training, without the scenes that have no labelled voxel in this label set."""
+        settings = settings_of(self.manifest)
+        problems, unlabelled, scenes = {}, [], []
+        for scene in self.manifest["splits"][self.split]:
+            folder = self.root / self.split / scene
+            meta = read_scene_meta(folder)
+            problem = meta_problem(folder, meta, settings)
+            if problem is not None:
+                problems[scene] = problem
+            elif self.training and not sum(_voxel_counts(meta, self.label_set.name)):
+                unlabelled.append(scene)
+            else:
+                scenes.append(scene)
+        if problems:
+            listed = "; ".join(f"{s}: {p}" for s, p in list(problems.items())[:5])
+            more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+            options = f" --voxel-size {settings['voxel_size']}" + " --align" * bool(
+                settings["align"]
+            )
+            raise self._fail(
+                f"{len(problems)} {self.split} scenes do not match it ({listed}{more}), so the "
+                "folder mixes preparations",
+                options,
+            )
+        if unlabelled:
+            log.warning("%s: %d %s scenes have no labelled voxel in %s and are skipped: %s",
+                        self.root, len(unlabelled), self.split, self.label_set.name,
+                        " ".join(unlabelled))  # fmt: skip
+        if self.training and not scenes:
+            raise self._fail(f"no {self.split} scene has a labelled voxel in {self.label_set.name}")
+        return scenes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -165,6 +213,8 @@ class ScanNetDataset(torch.utils.data.Dataset):
             return np.load(path)
         except FileNotFoundError:
             raise self._fail(f"scene file {path} is missing") from None
+        except (ValueError, EOFError, OSError) as e:  # truncated or overwritten since the check
+            raise self._fail(f"scene file {path} is unreadable ({e})") from None
 
     def __getitem__(self, index: int) -> dict:
         scene = self.scenes[index]
@@ -232,6 +282,10 @@ def point_features(points: dict, features: str) -> np.ndarray:
     if features == "color_normal_xyz":
         parts.append(points["coord"] - points["coord"].min(0))
     return np.concatenate(parts, axis=1, dtype=np.float32)
+
+
+def _voxel_counts(meta: dict, label_set: str) -> list[int]:
+    return meta.get("class_counts", {}).get(label_set, {}).get("voxel_counts", [])
 
 
 def voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:

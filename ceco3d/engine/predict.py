@@ -18,6 +18,7 @@ from ceco3d.data.dataset import ScanNetDataset, point_features, voxel_mean
 from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.engine.config_checks import check_data, check_weights_fit
 from ceco3d.io import InputError
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
@@ -81,6 +82,8 @@ def load_for_inference(
     _check_inference_metadata(ckpt_path, ckpt)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))
+    check_data(cfg)
+    check_weights_fit(ckpt["config"], cfg, Path(ckpt_path))
     model = build_model(cfg)
     weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(CENTER_HEAD_PREFIX)}
     model.load_state_dict(weights)

@@ -21,8 +21,11 @@ from ceco3d.data.sampler import build_train_loader
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
+from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
+from ceco3d.errors import Interrupted, UsageError, signal_name
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
@@ -38,18 +41,10 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _resume_path(resume: str | None, ckpt_dir: Path) -> Path | None:
-    if resume in (None, "", "null"):
-        return None
-    if resume == "auto":
-        last = ckpt_dir / "last.pt"
-        return last if last.is_file() else None
-    return Path(resume)
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
+    check_training(cfg)
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device)
     dist_info = dist_utils.init_distributed(device_type)
@@ -57,7 +52,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    resume_from = resume_checkpoint(run_dir, trainer.resume)
+    if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
+        log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
+                    ckpt_dir)  # fmt: skip
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    if ckpt is not None:
+        check_resumable(ckpt["config"], cfg, resume_from)
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
@@ -73,9 +75,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
 
     start_step, best_miou = 0, -math.inf
-    resume_from = _resume_path(trainer.resume, ckpt_dir)
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -131,7 +131,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             net.train()
             x = sparse_input(batch["feats"], batch["coords"], device)
             labels = batch["labels"].to(device)
-            parts = loss_fn(net(x, labels), labels)
+            try:
+                parts = loss_fn(net(x, labels), labels)
+            except ValueError as e:
+                if "Expected more than 1 value per channel" not in str(e):
+                    raise
+                raise UsageError(
+                    f"step {step + 1}: a batch shrank to a single voxel in a coarse layer, where "
+                    f"batch normalization cannot train (data.max_voxels={cfg.data.max_voxels}, "
+                    f"data.batch_size={cfg.data.batch_size}); raise data.max_voxels (e.g. 20000)"
+                ) from None
             finite = torch.isfinite(parts["loss"].detach()).float()
             if dist_utils.all_reduce_mean(finite).item() < 1.0:
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
@@ -173,13 +182,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     log.info("step %d validation: %s", step, table)
                 if miou is not None and miou > best_miou:
                     best_miou = miou
-                    checkpoint("best.pt", step)
+                    checkpoint(BEST, step)
             if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
-                checkpoint("last.pt", step)
+                checkpoint(LAST, step)
             if stop_signal:
-                checkpoint("last.pt", step)
-                log.warning("signal %d: saved %s at step %d; resume with trainer.resume=auto",
-                            stop_signal[0], ckpt_dir / "last.pt", step)  # fmt: skip
+                checkpoint(LAST, step)
                 break
     finally:
         bar.close()
@@ -190,8 +197,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     if dist_info.is_main and results:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
-        save_json(run_dir / "val_summary.json", json_safe(summary))
+        save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
+    if stop_signal:
+        # A non-zero status after saving: a scheduler or a `&&` chain must not take a stopped
+        # run for a finished one.
+        raise Interrupted(stop_signal[0], (
+            f"{signal_name(stop_signal[0])}: saved {ckpt_dir / LAST} at step {step}; continue "
+            f"with trainer.resume=auto run_name={run_dir.name}"))  # fmt: skip
     return results
 
 

@@ -1,0 +1,112 @@
+"""The prepared-data format: the one owner of what ``ceco3d-prep`` writes and the dataset reads.
+
+    ROOT/manifest.json                MANIFEST: settings, label sets, splits, counts, statistics
+    ROOT/<split>/<scene>/<key>.npy    ARRAYS: one row per mesh vertex, or per voxel (voxel_*)
+    ROOT/<split>/<scene>/meta.json    SCENE_META, written last: the settings, the fingerprints of
+                                      the raw inputs, and every array's shape, dtype and size
+
+A scene folder belongs to a manifest when its meta.json carries the manifest's ``SETTINGS`` and
+every array file still has the size that meta.json records (a truncated or replaced array does
+not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ceco3d.io import InputError, read_json, save_json, save_npy
+
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val", "test")
+LABELLED_SPLITS = ("train", "val")  # ScanNet withholds the test labels
+SCENE_META = "meta.json"
+# The file stem of each label set's per-vertex labels; "voxel_" + stem holds the voxel labels.
+SEGMENT_KEY = {"scannet20": "segment20", "scannet200": "segment200"}
+ARRAYS = (
+    "coord",
+    "color",
+    "normal",
+    *SEGMENT_KEY.values(),
+    "instance",
+    "voxel_coord",
+    "voxel_inverse",
+    *(f"voxel_{key}" for key in SEGMENT_KEY.values()),
+)
+# What the manifest and every scene's meta.json must agree on.
+SETTINGS = ("format_version", "voxel_size", "align", "label_table_sha256")
+
+
+def settings_of(record: dict) -> dict:
+    """The ``SETTINGS`` of a manifest or a scene's meta.json."""
+    return {key: record.get(key) for key in SETTINGS}
+
+
+def read_scene_meta(folder: Path) -> dict | None:
+    """The meta.json of a scene folder, or None where there is none (or it is unreadable)."""
+    try:
+        meta = read_json(folder / SCENE_META)
+    except InputError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_scene(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> dict:
+    """Write ``arrays`` (every key of ``ARRAYS``), then meta.json: ``meta`` plus each array's
+    shape, dtype and file size. Returns what meta.json holds.
+
+    Everything is written into a sibling folder that replaces ``folder`` only once complete, so
+    a full disk or an interruption leaves the earlier scene as it was."""
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    records = {}
+    for key in ARRAYS:
+        path = staging / f"{key}.npy"
+        save_npy(path, arrays[key])
+        records[key] = {
+            "shape": list(arrays[key].shape),
+            "dtype": arrays[key].dtype.str,
+            "bytes": path.stat().st_size,
+        }
+    meta = {**meta, "arrays": records}
+    save_json(staging / SCENE_META, meta)
+    replaced = folder.with_name(f".{folder.name}.replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(folder, replaced)
+    os.rename(staging, folder)
+    shutil.rmtree(replaced, ignore_errors=True)
+    return meta
+
+
+def scene_problem(folder: Path, settings: dict) -> str | None:
+    """Why ``folder`` is not a complete scene prepared with ``settings``; None when it is."""
+    return meta_problem(folder, read_scene_meta(folder), settings)
+
+
+def meta_problem(folder: Path, meta: dict | None, settings: dict) -> str | None:
+    """``scene_problem`` of a scene whose meta.json (or None) has been read already."""
+    if meta is None:
+        return f"no {SCENE_META} (preparation unfinished or interrupted)"
+    differing = [f"{key}={meta.get(key)!r}" for key in SETTINGS if meta.get(key) != settings[key]]
+    if differing:
+        return "prepared with " + ", ".join(differing)
+    records = meta.get("arrays")
+    for key in ARRAYS:
+        record = records.get(key) if isinstance(records, dict) else None
+        if not isinstance(record, dict):
+            return f"{SCENE_META} records no {key}.npy"
+        try:
+            size = (folder / f"{key}.npy").stat().st_size
+        except FileNotFoundError:
+            return f"{key}.npy is missing"
+        if size != record.get("bytes"):
+            return (
+                f"{key}.npy has {size} bytes, {SCENE_META} says {record.get('bytes')} (truncated?)"
+            )
+    return None

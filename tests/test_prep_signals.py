@@ -1,0 +1,73 @@
+"""ceco3d-prep stopped by SIGTERM or Ctrl-C under ``-j 2``: no process outlives it (fork server and
+workers included), the exit status is 128 + the signal, and finished scenes are kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from data_prep import synth
+from tests.fixtures import BIN
+
+
+def session_processes(session: int) -> list[int]:
+    """Live (not zombie) processes of a session, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("raw")
+    argv = [str(raw), "--scenes", "24", "--test-scenes", "0", "--vertex-spacing", "0.04"]
+    assert synth.main(argv) == 0
+    return raw
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_prep_and_every_worker(signum, raw, tmp_path):
+    out = tmp_path / "out"
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        # A session of its own: the fork server and the workers are found by it, even orphaned.
+        process = subprocess.Popen(
+            [BIN / "ceco3d-prep", raw, out, "-j", "2"], stdout=subprocess.DEVNULL,
+            stderr=stderr, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        # The main process, the resource tracker, the fork server and two workers.
+        while len(session_processes(process.pid)) < 5:
+            assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no workers after 120 s"
+            time.sleep(0.1)
+        os.kill(process.pid, signum)
+        returncode = process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while session_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = session_processes(process.pid)
+    finally:
+        for pid in session_processes(process.pid):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert returncode == 128 + signum, err[-2000:]
+    assert left == []
+    assert f"{signum.name}: stopped; finished scenes are kept, run again to go on" in err
+    assert "Traceback" not in err
+    assert not (out / "manifest.json").exists()  # written only after a complete run
