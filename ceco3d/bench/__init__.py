@@ -8,5 +8,5 @@ synthetic data and configs they run on, ``measure`` times and describes the mach
 calls every measurement in the order the data flows, ``report`` writes the Markdown.
 """
 
-# Sections that need nothing from the others, so ``ceco3d-bench --only`` can run them alone.
-STANDALONE_SECTIONS = ("predict",)
+# What ``ceco3d-bench --only`` can run alone: a section, or a group of them by name.
+SECTION_GROUPS = {"predict": ("predict",), "ceco": ("training_step", "memory")}

@@ -17,6 +17,11 @@ def prepared_root(out: Path, jobs: int = 1) -> Path:
     return out / f"j{jobs}"
 
 
+def prepare(raw: Path, out: Path, voxel_size: float) -> None:
+    """Prepare ``raw`` where ``bench_prep`` would leave it, untimed."""
+    run_cli(prep.main, [str(raw), str(prepared_root(out)), "--voxel-size", str(voxel_size)])
+
+
 def bench_prep(raw: Path, out: Path, voxel_size: float, repeats: int, warmup: int) -> dict:
     """Seconds of ``ceco3d-prep RAW OUT -j N --force`` (in this process, worker start-up
     included), alternating ``-j 1`` and ``-j 2``."""

@@ -16,7 +16,7 @@ from ceco3d.bench.data import bench_evaluation, bench_loader
 from ceco3d.bench.measure import describe_machine, stopwatch
 from ceco3d.bench.memory import bench_memory
 from ceco3d.bench.predict import bench_predict
-from ceco3d.bench.prep import bench_prep, prepared_root
+from ceco3d.bench.prep import bench_prep, prepare, prepared_root
 from ceco3d.bench.training import bench_inference, bench_training
 from ceco3d.bench.workspace import (
     LOSSES,
@@ -45,36 +45,49 @@ def _predict_section(preset: Preset, work: Path, results: dict, wall: dict) -> N
         results["predict"] = bench_predict(work, preset)
 
 
-def run_all(preset: Preset, device: torch.device, only: str | None = None) -> dict:
-    """Results of every section (keys ``SECTIONS``; with ``only``, that section alone),
-    ``machine``, and wall seconds (``wall_s`` of the whole run, ``section_wall_s`` of each part);
-    the synthetic data lives in a temporary folder that is removed afterwards."""
+def run_all(preset: Preset, device: torch.device, only: tuple[str, ...] | None = None) -> dict:
+    """Results of every section (keys ``SECTIONS``; with ``only``, of those alone), ``machine``,
+    and wall seconds (``wall_s`` of the whole run, ``section_wall_s`` of each part); the
+    synthetic data lives in a temporary folder that is removed afterwards."""
     start = time.perf_counter()
-    repeats, warmup = preset.repeats, preset.warmup
     results: dict = {"machine": describe_machine(device)}
     wall: dict[str, float] = {}
-    sections = SECTIONS if only is None else (only,)
+    sections = SECTIONS if only is None else only
     with tempfile.TemporaryDirectory(prefix="ceco3d-bench-") as tmp:
         work = Path(tmp)
-        if only == "predict":
+        if set(sections) - {"predict"}:
+            _model_sections(preset, device, work, sections, results, wall)
+        if "predict" in sections:
             _predict_section(preset, work, results, wall)
-            return _finish(results, wall, start, sections)
-        _say(f"synthesizing {preset.scenes} scenes, vertex spacing {preset.vertex_spacing} m")
-        with stopwatch(wall, "synthesis"):
-            synthesize(work / "raw", preset)
+    return _finish(results, wall, start, sections)
+
+
+def _model_sections(
+    preset: Preset, device: torch.device, work: Path, sections: tuple[str, ...], results: dict,
+    wall: dict,
+) -> None:  # fmt: skip
+    """Sections 1-6, on synthetic scenes prepared here (timed as section 4 when asked for)."""
+    repeats, warmup = preset.repeats, preset.warmup
+    _say(f"synthesizing {preset.scenes} scenes, vertex spacing {preset.vertex_spacing} m")
+    with stopwatch(wall, "synthesis"):
+        synthesize(work / "raw", preset)
+    if "preprocessing" in sections:
         _say("4. preprocessing: ceco3d-prep -j 1 vs -j 2")
         with stopwatch(wall, "preprocessing"):
             results["preprocessing"] = bench_prep(
                 work / "raw", work / "prepared", preset.voxel_size, repeats, warmup
             )
-        root = prepared_root(work / "prepared")
-        cfgs = {
-            model: {loss: compose_config(config_overrides(root, preset, model, loss))
-                    for loss in LOSSES}
-            for model in preset.models
-        }  # fmt: skip
-        first = preset.models[0]
-        batch = training_batch(cfgs[first]["ce"])  # one scene and crop for every model
+    else:
+        prepare(work / "raw", work / "prepared", preset.voxel_size)
+    root = prepared_root(work / "prepared")
+    cfgs = {
+        model: {loss: compose_config(config_overrides(root, preset, model, loss))
+                for loss in LOSSES}
+        for model in preset.models
+    }  # fmt: skip
+    first = preset.models[0]
+    batch = training_batch(cfgs[first]["ce"])  # one scene and crop for every model
+    if "training_step" in sections:
         results["training_step"] = {}
         for model in preset.models:
             _say(f"1. training step: ce vs ceco, {model}, {len(batch['labels'])} voxels")
@@ -82,30 +95,31 @@ def run_all(preset: Preset, device: torch.device, only: str | None = None) -> di
                 results["training_step"][model], trained = bench_training(
                     cfgs[model], batch, device, repeats, warmup
                 )
-            if model == first:
+            if model == first and "inference" in sections:
                 _say(f"2. inference: ce vs ceco (deployed, segmentor), {model}")
                 with stopwatch(wall, "inference"):
                     results["inference"] = bench_inference(
                         cfgs[model], trained, batch, device, repeats, warmup
                     )
             del trained
+    if "data_loader" in sections:
         _say("3. data path: loader with 0 vs 2 workers")
         with stopwatch(wall, "data_loader"):
             step_ms = results["training_step"][first]["ce"]["median_ms"]
             results["data_loader"] = bench_loader(
                 cfgs[first]["ce"], preset.loader_batches, repeats, warmup, step_ms
             )
+    if "evaluation" in sections:
         _say("5. evaluation: back-projection and confusion update")
         with stopwatch(wall, "evaluation"):
             results["evaluation"] = bench_evaluation(cfgs[first]["ce"], repeats, warmup)
+    if "memory" in sections:
         results["memory"] = {}
         for model in preset.models:
             sizes = ", ".join(map(str, preset.memory_voxels))
             _say(f"6. memory: {model}, {sizes} voxels, fresh processes")
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
-        _predict_section(preset, work, results, wall)
-    return _finish(results, wall, start, sections)
 
 
 def _finish(results: dict, wall: dict, start: float, sections: tuple[str, ...]) -> dict:

@@ -8,6 +8,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench --quick          # tiny sizes, under a minute: a first look (and the test)
     ceco3d-bench --device cuda    # the model measurements on the GPU
     ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about a minute
+    ceco3d-bench --only ceco      # CeCo's cost alone: training step and memory, both models
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ceco3d.bench import STANDALONE_SECTIONS
+from ceco3d.bench import SECTION_GROUPS
 from ceco3d.cli.common import quiet_minkowski_warnings
 
 
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder")
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (preset default)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    parser.add_argument("--only", choices=STANDALONE_SECTIONS,
-                        help="this section alone (it needs nothing from the others)")  # fmt: skip
+    parser.add_argument("--only", choices=sorted(SECTION_GROUPS),
+                        help="these sections alone: predict, or ceco (training step and "
+                             "memory)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         parser.error(str(e))
     results = {"settings": {"preset": preset_name, **dataclasses.asdict(preset)}}
-    results.update(run_all(preset, device, args.only))
+    results.update(run_all(preset, device, SECTION_GROUPS.get(args.only)))
     markdown = to_markdown(results)
     save_json(args.out / "bench.json", json_safe(results))
     save_text(args.out / "bench.md", markdown)
