@@ -64,6 +64,7 @@ def test_deepcopy_gives_identical_outputs(scene):
     clone = copy.deepcopy(net)
     for a, b in zip(net.modules(), clone.modules(), strict=True):
         assert vars(a).keys() == vars(b).keys()
+
     # One thread: ME's multi-threaded kernel maps may order the sums differently run to run,
     # which is not what this test is about.
     def single_threaded():
