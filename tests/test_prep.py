@@ -16,10 +16,11 @@ from ceco3d.data.layout import ARRAYS, MANIFEST, SCENE_META
 from ceco3d.data.meta import LABEL_SETS, SCANNET20, SCANNET200
 from ceco3d.data.voxelize import majority_labels
 from ceco3d.io import count_ply_vertices, read_json, write_mesh
-from data_prep import prep, synth
+from data_prep import prep
 from data_prep.labels import read_label_table
 from data_prep.scene import vertex_normals
-from data_prep.synth_scene import UNKNOWN_LABEL
+from data_prep.synth import generate
+from data_prep.synth.scene import UNKNOWN_LABEL
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "scannet"
 S20, S200 = SCANNET20.id_to_index, SCANNET200.id_to_index
@@ -379,7 +380,7 @@ def synthetic(tmp_path_factory) -> tuple[Path, Path]:
         "--unknown-label",
         "--empty-room",
     ]
-    assert synth.main(argv) == 0
+    assert generate.main(argv) == 0
     assert prep.main([str(raw), str(out)]) == 0
     return raw, out
 

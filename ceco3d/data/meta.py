@@ -23,6 +23,7 @@ import numpy as np
 IGNORE_INDEX = -1
 GROUPS = ("head", "common", "tail")  # ScanNet200's frequency thirds, most frequent first
 
+
 @dataclass(frozen=True)
 class LabelSet:
     """One benchmark's classes.

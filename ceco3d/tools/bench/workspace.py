@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from ceco3d.data.collate import collate
 from ceco3d.engine.build import build_dataset
 from ceco3d.paths import CONF_DIR
-from data_prep import synth
+from data_prep.synth import generate
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,6 @@ PRESETS = {
     ),
 }  # fmt: skip
 SYNTH_CLASSES = 40
-LOSSES = ("ce", "ceco")
 
 
 @contextlib.contextmanager
@@ -79,7 +78,7 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str]) -> None:
 
 def synthesize(raw: Path, preset: Preset, seed: int = 0) -> None:
     """A raw ScanNet release of ``preset.scenes`` labelled scenes (no test scenes)."""
-    run_cli(synth.main, [
+    run_cli(generate.main, [
         str(raw), "--scenes", str(preset.scenes), "--test-scenes", "0", "--seed", str(seed),
         "--classes", str(SYNTH_CLASSES), "--vertex-spacing", str(preset.vertex_spacing),
     ])  # fmt: skip

@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ceco3d.bench.measure import interleaved, paired_ratio, summary_ms
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.models.segmentor import Segmentor, sparse_input
+from ceco3d.tools.bench.measure import interleaved, paired_ratio, summary_ms
 
 TARGET_OVERHEAD_PCT = 1.0  # training-step time, CeCo over CE
 TARGET_MEMORY_PCT = 3.0  # peak step memory, CeCo over CE

@@ -1,0 +1,5 @@
+"""Tools above the library: the benchmarks (``bench``) and the demo pipeline (``demo``). They
+use every layer of ceco3d and ``data_prep``; nothing in ceco3d but ``cli`` imports them."""
+
+# What the bench and the demo compare: the baseline and the method (conf/loss/<name>.yaml).
+COMPARED_LOSSES = ("ce", "ceco")
