@@ -26,6 +26,7 @@ HYDRA_APPS = {
     "ceco3d-eval": "ckpt: ???",
     "ceco3d-analyze": "ckpt: ???",
     "ceco3d-submit": "check: null",
+    "ceco3d-predict": "input: ???",
 }
 SUMMARY_KEYS = {
     "mIoU", "mIoU_head", "mIoU_common", "mIoU_tail", "mAcc", "allAcc", "iou_per_class",
@@ -39,7 +40,18 @@ def run_script(name: str, *args, cwd, timeout: int = 300) -> subprocess.Complete
 
 
 def test_every_documented_entry_point_is_declared():
-    documented = {"synth", "prep", "train", "eval", "submit", "analyze", "demo", "bench"}
+    documented = {
+        "synth",
+        "prep",
+        "train",
+        "eval",
+        "submit",
+        "analyze",
+        "demo",
+        "bench",
+        "predict",
+        "view",
+    }
     assert set(ENTRY_POINTS) == {f"ceco3d-{name}" for name in documented}
 
 

@@ -11,7 +11,8 @@ import torch
 
 from ceco3d.cli.analyze import run as run_analyze
 from ceco3d.cli.evaluate import run as run_eval
-from ceco3d.engine.predict import TTAView, load_for_inference, tta_views, view_datasets
+from ceco3d.data.transforms import TTAView, tta_views
+from ceco3d.engine.predict import load_for_inference, view_datasets
 from ceco3d.engine.train import train
 from ceco3d.io import read_mesh
 from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ceco3d.device import CHILD_WARNINGS
 from ceco3d.io import save_json
 from ceco3d.paths import CONF_DIR
 from ceco3d.tools import COMPARED_LOSSES
@@ -72,7 +73,7 @@ def _run(step: str, module: str, *args: str, log_dir: Path) -> None:
     start = time.perf_counter()
     log_dir.mkdir(parents=True, exist_ok=True)
     # The CPU build's "compiled with CPU_ONLY" notice would repeat in every step's output.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:MinkowskiEngine"}
+    env = {**os.environ, "PYTHONWARNINGS": CHILD_WARNINGS}
     with open(log_dir / f"{step.replace(' ', '_')}.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env)  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ceco3d.cli.common import quiet_minkowski_warnings
+from ceco3d.device import quiet_minkowski_warnings
 from ceco3d.tools.bench.measure import peak_rss_mib, synchronize
 from ceco3d.tools.bench.training import TARGET_MEMORY_PCT, build_training, training_step
 from ceco3d.tools.bench.workspace import (

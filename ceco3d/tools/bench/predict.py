@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from ceco3d.cli.common import quiet_minkowski_warnings
+from ceco3d.device import quiet_minkowski_warnings
 from ceco3d.tools.bench.measure import peak_rss_mib
 from ceco3d.tools.bench.workspace import Preset, compose_config
 

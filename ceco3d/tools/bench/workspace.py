@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from ceco3d.data.collate import collate
+from ceco3d.device import CHILD_WARNINGS
 from ceco3d.engine.build import build_dataset
 from ceco3d.paths import CONF_DIR
 from data_prep.synth import generate
@@ -58,7 +59,7 @@ def quiet() -> Iterator[None]:
     """Swallow a CLI's console output (its progress bars, its summary line), and the CPU build's
     MinkowskiEngine notice in the processes it spawns."""
     previous = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
+    os.environ["PYTHONWARNINGS"] = CHILD_WARNINGS
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
