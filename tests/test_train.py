@@ -275,7 +275,7 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(
     # crop or augmentation would differ between the twins.
     settings = (
         "data.voxel_size=0.1", "data.max_voxels=null", "aug=none", "loss=ceco",
-        "loss.center_head.sync_centers=true", "trainer.max_steps=2", "trainer.ckpt_every=2",
+        "model.center_head.sync_centers=true", "trainer.max_steps=2", "trainer.ckpt_every=2",
     )  # fmt: skip
     # Each rank gets its own run folder, so that what rank 1 writes can be seen apart.
     overrides = train_overrides(root, tmp_path, "ddp_rank${oc.env:RANK}", *settings)

@@ -24,7 +24,7 @@ from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 # What a checkpoint's config must say to rebuild the model and feed it like in training.
 INFERENCE_KEYS = (
     "data.label_set", "data.num_classes", "data.features", "data.voxel_size",
-    "model.backbone", "model.bn_momentum",
+    "model.backbone._target_",
 )  # fmt: skip
 
 

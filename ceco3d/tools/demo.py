@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from ceco3d.device import CHILD_WARNINGS
 from ceco3d.io import save_json
 from ceco3d.paths import CONF_DIR
-from ceco3d.tools import COMPARED_LOSSES
+from ceco3d.tools import COMPARED_LOSSES, backbone_name
 
 # The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth/classes.py),
 # not tuned for either loss; the sizes are chosen for a 2-core CPU.
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# ceco3d demo ({'quick' if args.quick else 'full'} preset)",
         "",
         f"Synthetic ScanNet200 ({preset.classes} classes, {preset.scenes} train+val scenes, data "
-        f"seed {args.data_seed}), experiment={preset.experiment}: {recipe.model.backbone}, "
+        f"seed {args.data_seed}), experiment={preset.experiment}: {backbone_name(recipe)}, "
         f"{recipe.data.voxel_size * 100:g} cm voxels, {recipe.trainer.max_steps} steps of batch "
         f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels), training seed "
         f"{first}. Point imbalance factor (train, voxels): "
