@@ -19,13 +19,12 @@ from data_prep import prep
 from data_prep.synth import generate
 
 BIN = Path(sys.executable).parent  # the venv's console scripts (ceco3d-train, ...)
-VOXEL_SIZE = 0.05  # prepared at this size: evaluation insists on the prepared voxel size
+VOXEL_SIZE = 0.05  # prepared at this size; training and evaluation take it from the manifest
 
 # A few CPU steps of the smallest network on a few thousand voxels; one thread so that runs repeat
 # bit for bit.
 TINY_TRAINING = (
     "model=minkunet14a",
-    f"data.voxel_size={VOXEL_SIZE}",
     "data.batch_size=2",
     "data.max_voxels=3000",
     "data.num_workers=0",

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ceco3d.data.meta import IGNORE_INDEX, get_label_set
-from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.losses import CeCoLoss
 from ceco3d.paths import CONF_DIR
 from tests.conftest import random_scene
@@ -49,9 +49,10 @@ def forward_and_loss(model, loss_fn, num_classes: int, num_channels: int) -> dic
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_its_leaves_instantiate(experiment, synthetic_scannet):  # noqa: F811
-    cfg = compose_config(
-        "train", [f"experiment={experiment}", f"data.root={synthetic_scannet.prepared}"]
-    )
+    # The synthetic scenes are prepared at one voxel size; the experiments ask for theirs.
+    overrides = [f"experiment={experiment}", f"data.root={synthetic_scannet.prepared}"]
+    cfg = compose_config("train", [*overrides, "data.revoxelize=true"])
+    fill_voxel_size(cfg)  # as ceco3d-train does, where an experiment leaves it null
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert resolved["data"]["root"] == str(synthetic_scannet.prepared)
 

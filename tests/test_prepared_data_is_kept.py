@@ -176,7 +176,7 @@ def test_empty_and_unlabelled_scenes_are_named_and_never_reach_training(
     assert manifest["splits"]["train"] == sorted([*NAMES[:2], unlabelled])
 
     with caplog.at_level("WARNING", logger="ceco3d.data"):
-        train_set = ScanNetDataset(out, "train", "scannet20", training=True)
+        train_set = ScanNetDataset(out, "train", "scannet20", labelled_only=True)
     assert train_set.scenes == NAMES[:2]
     assert f"1 train scenes have no labelled voxel in scannet20 and are skipped: {unlabelled}" in (
         caplog.text

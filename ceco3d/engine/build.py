@@ -5,25 +5,37 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset
+from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset, prepared_voxel_size
+from ceco3d.data.transforms import TTAView
 from ceco3d.models.center_collapse import CenterCollapseHead
 from ceco3d.models.segmentor import Segmentor
 
 
-def build_dataset(cfg: DictConfig, split: str, training: bool) -> ScanNetDataset:
+def build_dataset(
+    cfg: DictConfig, split: str, training: bool, view: TTAView | None = None
+) -> ScanNetDataset:
+    """Training: augmented, cropped to ``data.max_voxels``, labelled scenes only. Otherwise the
+    prepared voxels, or the scenes seen through a test-time ``view``."""
     data = cfg.data
-    transform = instantiate(cfg.aug) if training else None
     return ScanNetDataset(
         root=data.root,
         split=split,
         label_set=data.label_set,
         features=data.features,
         voxel_size=data.voxel_size,
-        transform=transform,
-        max_voxels=data.max_voxels if training else None,
+        augment=instantiate(cfg.aug) if training else view,
+        crop=data.max_voxels if training else None,
+        revoxelize=data.revoxelize,
+        labelled_only=training,
         seed=cfg.seed,
-        training=training,
     )
+
+
+def fill_voxel_size(cfg: DictConfig) -> None:
+    """``data.voxel_size=null`` means the prepared data's: write it into the config, which the
+    augmentations interpolate and the checkpoints record."""
+    if cfg.data.voxel_size is None:
+        cfg.data.voxel_size = prepared_voxel_size(cfg.data.root)
 
 
 def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Segmentor:

@@ -94,7 +94,7 @@ def upgrade_config(config: dict, path: Path) -> dict:
     """A checkpoint's config in today's layout. Older checkpoints name the backbone
     (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where conf/model/ now gives
     its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they now
-    are ``model.center_head``."""
+    are ``model.center_head``; nor do they have ``data.revoxelize``."""
     model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})
     if isinstance(model.get("backbone"), str):
         from ceco3d.models.minkunet import BACKBONES
@@ -114,4 +114,6 @@ def upgrade_config(config: dict, path: Path) -> dict:
 
         target = f"{CenterCollapseHead.__module__}.{CenterCollapseHead.__name__}"
         model["center_head"] = {"_target_": target, **loss.pop("center_head")}
-    return {**config, "model": model, "loss": loss}
+    # Before data.revoxelize, evaluation required the prepared voxel size (as it does now).
+    data = {"revoxelize": False, **(config.get("data") or {})}
+    return {**config, "data": data, "model": model, "loss": loss}

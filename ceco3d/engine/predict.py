@@ -66,13 +66,7 @@ def forward_sample(model: Segmentor, sample: dict, device: torch.device) -> dict
 def view_datasets(cfg: DictConfig, split: str, views: list[TTAView]) -> list[ScanNetDataset]:
     """The plain evaluation dataset, then one re-voxelizing dataset per non-identity view."""
     plain = build_dataset(cfg, split, training=False)
-    extra = []
-    for view in views:
-        if view == TTAView():
-            continue
-        dataset = build_dataset(cfg, split, training=True)
-        dataset.transform, dataset.max_voxels = view, None
-        extra.append(dataset)
+    extra = [build_dataset(cfg, split, training=False, view=v) for v in views if v != TTAView()]
     return [plain, *extra]
 
 

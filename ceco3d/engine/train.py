@@ -20,7 +20,7 @@ from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
@@ -38,6 +38,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
     check_training(cfg)
+    fill_voxel_size(cfg)
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device)
     dist_info = dist_utils.init_distributed(device_type)
