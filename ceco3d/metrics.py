@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet
-
-GROUPS = ("head", "common", "tail")
+from ceco3d.data.meta import GROUPS, IGNORE_INDEX, LabelSet
 
 
 def _as_numpy(x: Any) -> np.ndarray:

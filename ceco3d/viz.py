@@ -17,9 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet
+from ceco3d.data.meta import GROUPS, IGNORE_INDEX, LabelSet
 from ceco3d.io import atomic_write, save_text, write_mesh
-from ceco3d.metrics import GROUPS
 
 IGNORE_COLOR = (0, 0, 0)  # ScanNet's colour for unlabelled points
 CORRECT_COLOR = (150, 200, 150)

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -114,12 +113,9 @@ def run_one(
 
 
 def init_worker() -> None:
-    """Worker processes share the cores among themselves, one thread each; Ctrl-C reaches the
-    whole process group, and only the main process acts on it (it stops the workers)."""
-    import torch
-
+    """Ctrl-C reaches the whole process group, and only the main process acts on it (it stops
+    the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
 
 
 def run_all(
@@ -139,9 +135,9 @@ def run_all(
             for source in sources:
                 collect(run(source))
             return outcomes
-        # Not plain fork: forking a process whose OpenMP pool already ran can deadlock. A fork
-        # server that has imported MinkowskiEngine (and run nothing) starts workers in
-        # milliseconds instead of seconds each.
+        # Not plain fork: forking a process whose thread pools (numpy's BLAS) already ran can
+        # deadlock. A fork server that has imported the scene pipeline (and run nothing) starts
+        # workers without importing it again.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["data_prep.worker_preload"])
         pool = ProcessPoolExecutor(workers, context, initializer=init_worker)
@@ -250,9 +246,7 @@ def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list
     def stopped(signum: int) -> str:
         return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
 
-    with signals_raise_interrupted(stopped), warnings.catch_warnings():
-        # Preparation voxelizes on the CPU: MinkowskiEngine's CPU-only build warning is noise.
-        warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
+    with signals_raise_interrupted(stopped):
         outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
     manifest_path = args.out / MANIFEST
     manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())

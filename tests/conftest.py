@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
+from ceco3d.device import quiet_minkowski_warnings
+
+quiet_minkowski_warnings()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SCANNET = REPO_ROOT.parent / "shared" / "scannet"

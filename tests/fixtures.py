@@ -15,16 +15,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from ceco3d.paths import CONF_DIR
-from data_prep import prep, synth
+from data_prep import prep
+from data_prep.synth import generate
 
 BIN = Path(sys.executable).parent  # the venv's console scripts (ceco3d-train, ...)
-VOXEL_SIZE = 0.05  # prepared at this size: evaluation insists on the prepared voxel size
+VOXEL_SIZE = 0.05  # prepared at this size; training and evaluation take it from the manifest
 
 # A few CPU steps of the smallest network on a few thousand voxels; one thread so that runs repeat
 # bit for bit.
 TINY_TRAINING = (
     "model=minkunet14a",
-    f"data.voxel_size={VOXEL_SIZE}",
     "data.batch_size=2",
     "data.max_voxels=3000",
     "data.num_workers=0",
@@ -45,7 +45,7 @@ def make_synthetic_scannet(folder: Path, seed: int = 0) -> SyntheticScanNet:
     """6 labelled scenes (5 train, 1 val) and 1 test scene of a few thousand vertices each."""
     data = SyntheticScanNet(folder / "raw", folder / "prepared")
     args = ["--scenes", "6", "--test-scenes", "1", "--seed", str(seed), "--vertex-spacing", "0.15"]
-    assert synth.main([str(data.raw), *args]) == 0
+    assert generate.main([str(data.raw), *args]) == 0
     prep_args = [str(data.raw), str(data.prepared), "--voxel-size", str(VOXEL_SIZE), "-j", "1"]
     assert prep.main(prep_args) == 0
     return data

@@ -8,19 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from ceco3d.analysis.collapse import (
+from ceco3d.analysis.imbalance import (
+    class_counts,
+    imbalance_factor,
+    imbalance_statistics,
+    normalized_frequency,
+    pearson,
+)
+from ceco3d.collapse import (
     COLLAPSE_TAGS,
     FeatureAccumulator,
     center_features,
-    class_counts,
     collapse_statistics,
     cosine_matrix,
     equiangularity,
-    imbalance_factor,
-    imbalance_statistics,
     max_separation,
-    normalized_frequency,
-    pearson,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

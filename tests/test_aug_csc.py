@@ -124,7 +124,7 @@ def test_voxel_dropout_in_the_dataset_keeps_labels_on_their_points(synthetic_sca
     def dataset(transform):
         root = synthetic_scannet.prepared
         return ScanNetDataset(
-            root, "train", "scannet20", voxel_size=VOXEL_SIZE, transform=transform, training=True
+            root, "train", "scannet20", voxel_size=VOXEL_SIZE, augment=transform, labelled_only=True
         )
 
     full = dataset(T.Compose([]))[0]
@@ -179,7 +179,10 @@ LG_ORDER = [t for t in CSC_ORDER if t not in (T.RandomVoxelDropout, T.RandomGrid
 
 @pytest.mark.parametrize("name,order", [("csc", CSC_ORDER), ("lg", LG_ORDER)])
 def test_recipe_has_the_published_parameters(name, order):
-    cfg = compose_config("train", [f"aug={name}", "data.root=/data/prepared"])
+    # The augmentations that act on the voxel grid interpolate data.voxel_size (training fills
+    # it in from the manifest when it is null).
+    overrides = [f"aug={name}", "data.root=/data/prepared", "data.voxel_size=0.02"]
+    cfg = compose_config("train", overrides)
     aug = instantiate(cfg.aug)
     assert [type(t) for t in aug.transforms] == order
     by_type = {type(t): t for t in aug.transforms}

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from ceco3d.losses import CeCoLoss
 from ceco3d.models.center_collapse import CenterCollapseHead
-from ceco3d.models.minkunet import build_backbone
+from ceco3d.models.minkunet import BACKBONES
 from ceco3d.models.segmentor import Segmentor
 from ceco3d.paths import CONF_DIR
 from tests.conftest import random_scene
@@ -124,7 +124,7 @@ def test_fewer_than_two_labelled_voxels_give_no_center():
 
 def segmentor(train_projection: bool) -> Segmentor:
     torch.manual_seed(0)
-    backbone = build_backbone("minkunet14a", in_channels=3, num_classes=K)
+    backbone = BACKBONES["minkunet14a"](in_channels=3, num_classes=K)
     head = CenterCollapseHead(backbone.feature_dim, K, proj_dim=16,
                               train_projection=train_projection)  # fmt: skip
     return Segmentor(backbone, head).train()
@@ -156,10 +156,10 @@ def test_frozen_parts_are_unchanged_by_an_optimizer_step(train_projection):
 
 
 def test_constructor_defaults_equal_the_config_defaults():
-    config = OmegaConf.load(CONF_DIR / "loss" / "ceco.yaml").center_head
+    config = OmegaConf.load(CONF_DIR / "model" / "center_head" / "ceco.yaml")
     run_seed = OmegaConf.load(CONF_DIR / "train.yaml").seed
     signature = inspect.signature(CenterCollapseHead).parameters
-    for key in config:
+    for key in set(config) - {"_target_"}:
         expected = run_seed if key == "seed" else config[key]
         assert signature[key].default == expected, key
     assert config._get_node("seed")._value() == "${seed}"  # the head's seed is the run's seed

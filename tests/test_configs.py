@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ceco3d.data.meta import IGNORE_INDEX, get_label_set
-from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.losses import CeCoLoss
 from ceco3d.paths import CONF_DIR
 from tests.conftest import random_scene
@@ -49,9 +49,10 @@ def forward_and_loss(model, loss_fn, num_classes: int, num_channels: int) -> dic
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_its_leaves_instantiate(experiment, synthetic_scannet):  # noqa: F811
-    cfg = compose_config(
-        "train", [f"experiment={experiment}", f"data.root={synthetic_scannet.prepared}"]
-    )
+    # The synthetic scenes are prepared at one voxel size; the experiments ask for theirs.
+    overrides = [f"experiment={experiment}", f"data.root={synthetic_scannet.prepared}"]
+    cfg = compose_config("train", [*overrides, "data.revoxelize=true"])
+    fill_voxel_size(cfg)  # as ceco3d-train does, where an experiment leaves it null
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert resolved["data"]["root"] == str(synthetic_scannet.prepared)
 
@@ -69,7 +70,7 @@ def test_experiment_composes_and_its_leaves_instantiate(experiment, synthetic_sc
 
     model = build_model(cfg, train_set)
     assert model.backbone.num_classes == cfg.data.num_classes == train_set.num_classes
-    assert (model.center_head is not None) == ("center_head" in cfg.loss)
+    assert (model.center_head is not None) == ("center_head" in cfg.model)
     loss_fn = build_loss(cfg, train_set)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -120,7 +121,7 @@ def test_data_scannet20_is_one_override_for_a_20_class_model(loss, synthetic_sca
     model, loss_fn = build_model(cfg, train_set), build_loss(cfg, train_set)
     assert model.backbone.final.kernel.shape[-1] == 20
     if loss == "ceco":
-        assert model.center_head.etf.shape == (20, cfg.loss.center_head.proj_dim)
+        assert model.center_head.etf.shape == (20, cfg.model.center_head.proj_dim)
         assert model.center_head.log_prior.shape == (20,)
     if loss == "ce_weighted":
         assert loss_fn.weight.shape == (20,)
@@ -131,12 +132,14 @@ def test_data_scannet20_is_one_override_for_a_20_class_model(loss, synthetic_sca
 def test_scannet200_ceco_is_the_paper_recipe():
     cfg = compose_config("train", ["experiment=scannet200_ceco", "data.root=/data/prepared"])
     assert cfg.data.label_set == "scannet200" and cfg.data.num_classes == 200
-    assert (cfg.model.backbone, cfg.model.bn_momentum) == ("res16unet34c", 0.02)
+    assert cfg.model.backbone == {"_target_": "ceco3d.models.minkunet.Res16UNet34C",
+                                  "bn_momentum": 0.02}  # fmt: skip
     assert cfg.aug.transforms == OmegaConf.load(CONF_DIR / "aug" / "lg.yaml").transforms
     assert cfg.data.voxel_size == 0.02
     assert cfg.data.batch_size == 4  # per process: 8 processes x 4 = the paper's 32
     assert cfg.loss._target_ == "ceco3d.losses.CeCoLoss"
-    head = cfg.loss.center_head  # the release's head: per-process centers, frozen, d = 512, s = 5
+    assert set(cfg.loss) == {"_target_", "lambda_", "class_weighting"}  # the loss alone
+    head = cfg.model.center_head  # the release's head: per-process centers, frozen, d = 512, s = 5
     assert (head.sync_centers, head.train_projection, head.proj_dim, head.scale) == (
         False, False, 512, 5.0,
     )  # fmt: skip

@@ -128,7 +128,13 @@ def default_aug() -> T.Compose:
 def augmented_train_set(root: Path, **kwargs) -> ScanNetDataset:
     """The training set with colour+normal features and the default augmentation."""
     return ScanNetDataset(
-        root, "train", "scannet20", "color_normal", transform=default_aug(), training=True, **kwargs
+        root,
+        "train",
+        "scannet20",
+        "color_normal",
+        augment=default_aug(),
+        labelled_only=True,
+        **kwargs,
     )
 
 
@@ -315,7 +321,7 @@ def test_eval_sample_reproduces_vertex_labels_through_inverse(root):
 
 def test_training_without_transform_matches_stored_voxels(root):
     stored = ScanNetDataset(root, "train", "scannet200", features="color_normal")[2]
-    fresh = ScanNetDataset(root, "train", "scannet200", features="color_normal", training=True)[2]
+    fresh = ScanNetDataset(root, "train", "scannet200", features="color_normal", revoxelize=True)[2]
     for key in ("grid", "inverse", "label", "point_label"):
         np.testing.assert_array_equal(fresh[key], stored[key])
     np.testing.assert_allclose(fresh["feat"], stored["feat"], atol=1e-6)
@@ -341,8 +347,8 @@ def test_training_sample_depends_on_seed_epoch_index_only(root):
 
 
 def test_max_voxels_crop(root):
-    full = ScanNetDataset(root, "train", "scannet20", training=True)[0]
-    dataset = ScanNetDataset(root, "train", "scannet20", max_voxels=500, training=True)
+    full = ScanNetDataset(root, "train", "scannet20")[0]
+    dataset = ScanNetDataset(root, "train", "scannet20", crop=500)
     sample = dataset[0]
     grid, inverse = sample["grid"], sample["inverse"]
     assert len(full["grid"]) > 500 and len(grid) == 500 and len(sample["feat"]) == 500
@@ -356,7 +362,6 @@ def test_max_voxels_crop(root):
     np.testing.assert_array_equal(
         sample["label"], majority_labels(inverse, sample["point_label"], 500)
     )
-    assert len(ScanNetDataset(root, "val", "scannet20", max_voxels=500)[0]["grid"]) > 500
 
 
 def test_class_counts_and_num_scenes(root):
@@ -378,7 +383,7 @@ def test_class_counts_and_num_scenes(root):
         ({"splits": {"val": []}}, "train", "no split 'train'"),
         ({"label_sets": {"scannet200": {"ids": list(SCANNET200.ids)}}}, "train", "scannet20"),
         ({"label_sets": {"scannet20": {"ids": [1, 2]}}}, "train", "differ"),
-        ({"voxel_size": 0.05}, "train", "voxel_size=0.05"),
+        ({"voxel_size": 0.05}, "train", "do not match it.*--voxel-size 0.05"),
         ({"splits": {"train": ["scene0999_00"]}}, "train", "scene0999_00"),
     ],
 )
@@ -393,12 +398,16 @@ def test_manifest_problems_name_the_file_and_the_command(root, tmp_path, patch, 
     assert f"ceco3d-prep RAW_SCANNET {tmp_path}" in str(error.value)
 
 
-def test_missing_manifest_and_voxel_size_at_training(root, tmp_path):
+def test_missing_manifest_and_the_voxel_size(root, tmp_path):
     with pytest.raises(InputError, match=r"manifest\.json: not found.*ceco3d-prep"):
         ScanNetDataset(tmp_path, "train", "scannet20")
-    # Training re-voxelizes, so it may use another voxel size than the prepared one.
-    coarse = ScanNetDataset(root, "train", "scannet20", voxel_size=0.05, training=True)[0]
-    assert len(coarse["grid"]) < len(ScanNetDataset(root, "train", "scannet20")[0]["grid"])
+    # The prepared voxel size by default; another one is an error, or asks to re-voxelize.
+    prepared = ScanNetDataset(root, "train", "scannet20")
+    assert prepared.voxel_size == read_json(root / "manifest.json")["voxel_size"]
+    with pytest.raises(InputError, match=r"asks for 0\.05.*data\.revoxelize=true"):
+        ScanNetDataset(root, "train", "scannet20", voxel_size=0.05, labelled_only=True)
+    coarse = ScanNetDataset(root, "train", "scannet20", voxel_size=0.05, revoxelize=True)[0]
+    assert len(coarse["grid"]) < len(prepared[0]["grid"])
     with pytest.raises(ValueError, match="features"):
         ScanNetDataset(root, "train", "scannet20", features="rgb")
 
@@ -445,7 +454,7 @@ def _assert_same_batches(first, second):
 
 def test_loader_batches_do_not_depend_on_workers(root):
     def batches(num_workers, start_step=0):
-        dataset = augmented_train_set(root, max_voxels=800, seed=4)
+        dataset = augmented_train_set(root, crop=800, seed=4)
         loader = build_train_loader(dataset, 2, max_steps=4, seed=4, num_workers=num_workers,
                                     start_step=start_step)  # fmt: skip
         return list(loader)

@@ -8,10 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ceco3d.cli.analyze import run as run_analyze
 from ceco3d.cli.evaluate import run as run_eval
-from ceco3d.engine.predict import TTAView, load_for_inference, tta_views, view_datasets
+from ceco3d.data.transforms import TTAView, tta_views
+from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.engine.config_checks import check_resumable
+from ceco3d.engine.predict import load_for_inference, view_datasets
 from ceco3d.engine.train import train
 from ceco3d.io import read_mesh
 from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
@@ -52,7 +56,28 @@ def test_tta_views_start_with_the_identity():
 def test_inference_model_has_no_center_branch(checkpoints):
     model, cfg = load_for_inference(checkpoints["ceco"])
     assert model.center_head is None
-    assert cfg.loss.center_head is not None  # the config still says how it was trained
+    assert cfg.model.center_head is not None  # the config still says how it was trained
+
+
+def test_checkpoint_of_the_old_config_layout_evaluates_and_resumes(checkpoints, tmp_path):
+    """A checkpoint written when the center head sat in loss.center_head and the backbone was a
+    name loads as the same model, and its run resumes under today's config."""
+    ckpt = torch.load(checkpoints["ceco"], map_location="cpu", weights_only=False)
+    model_cfg, loss_cfg = ckpt["config"]["model"], ckpt["config"]["loss"]
+    backbone, head = model_cfg.pop("backbone"), model_cfg.pop("center_head")
+    head.pop("_target_")
+    model_cfg["backbone"] = backbone["_target_"].rpartition(".")[2].lower()
+    model_cfg["bn_momentum"] = backbone["bn_momentum"]
+    loss_cfg["center_head"] = head
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    model, cfg = load_for_inference(old)
+    new_model, new_cfg = load_for_inference(checkpoints["ceco"])
+    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(new_cfg)
+    new_weights = new_model.state_dict()
+    assert model.state_dict().keys() == new_weights.keys()
+    assert all(torch.equal(w, new_weights[k]) for k, w in model.state_dict().items())
+    check_resumable(load_checkpoint(old)["config"], new_cfg, old)  # raises on any difference
 
 
 def test_views_score_the_same_vertices(checkpoints, synthetic_scannet):  # noqa: F811

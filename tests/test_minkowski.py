@@ -4,6 +4,7 @@ that the project's patch fixes (deepcopy, empty tensors, autograd Function insta
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import warnings
@@ -11,6 +12,8 @@ import warnings
 import MinkowskiEngine as ME
 import torch
 from torch import nn
+
+from ceco3d.device import CPU_ONLY_NOTICE
 
 
 def _net() -> nn.Module:
@@ -100,7 +103,7 @@ def test_no_autograd_function_instance_warning(scene):
     coords, feats = scene
     with warnings.catch_warnings():
         warnings.simplefilter("error", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*compiled with CPU_ONLY.*")
+        warnings.filterwarnings("ignore", message=re.escape(CPU_ONLY_NOTICE))
         out = _net()(ME.SparseTensor(feats.requires_grad_(), coordinates=coords))
         out.F.sum().backward()
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import MinkowskiEngine as ME
 import numpy as np
 import pytest
 import torch
 
+from ceco3d.engine.checkpoint import upgrade_config
+from ceco3d.io import InputError
 from ceco3d.losses import CeCoLoss, CrossEntropyLoss, class_weights
 from ceco3d.models.center_collapse import CenterCollapseHead, class_moments, simplex_etf
-from ceco3d.models.minkunet import BACKBONES, build_backbone
+from ceco3d.models.minkunet import BACKBONES
 from ceco3d.models.segmentor import Segmentor
 from tests.conftest import random_scene
 
@@ -23,7 +27,7 @@ def _labels(n: int, k: int, seed: int = 0, ignore_share: float = 0.2) -> torch.T
 
 def _segmentor(k: int, with_head: bool, train_projection: bool = True) -> Segmentor:
     torch.manual_seed(0)
-    backbone = build_backbone("minkunet14a", in_channels=3, num_classes=k)
+    backbone = BACKBONES["minkunet14a"](in_channels=3, num_classes=k)
     head = None
     if with_head:
         prior = CenterCollapseHead.prior_from_scene_counts(np.arange(k) + 1, num_scenes=k + 1)
@@ -37,7 +41,7 @@ def _segmentor(k: int, with_head: bool, train_projection: bool = True) -> Segmen
 
 
 def test_minkunet34c_matches_reference_parameter_count():
-    model = build_backbone("minkunet34c", in_channels=3, num_classes=200)
+    model = BACKBONES["minkunet34c"](in_channels=3, num_classes=200)
     assert sum(p.numel() for p in model.parameters()) == 37_873_512
     assert model.LAYERS == (2, 3, 4, 6, 2, 2, 2, 2)
     assert model.PLANES == (32, 64, 128, 256, 256, 128, 96, 96)
@@ -49,7 +53,7 @@ def test_minkunet34c_matches_reference_parameter_count():
 @pytest.mark.parametrize("name", ["minkunet14a", "minkunet18a", "minkunet34c"])
 def test_backbone_forward_shapes_and_order(name):
     coords, feats = random_scene(num_points=300, batch=2)
-    model = build_backbone(name, in_channels=3, num_classes=7).eval()
+    model = BACKBONES[name](in_channels=3, num_classes=7).eval()
     x = ME.SparseTensor(feats, coordinates=coords)
     logits, features = model(x)
     assert logits.shape == (len(coords), 7)
@@ -58,10 +62,26 @@ def test_backbone_forward_shapes_and_order(name):
     assert torch.isfinite(logits).all()
 
 
-def test_unknown_backbone_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown backbone 'minkunet99'"):
-        build_backbone("minkunet99", 3, 20)
-    assert {"minkunet14a", "minkunet18a", "minkunet34c"} <= set(BACKBONES)
+def test_old_checkpoint_configs_are_upgraded():
+    """Checkpoints from before conf/model/ built its parts by _target_: a backbone name beside
+    bn_momentum, and the center head's settings under the loss."""
+    old = {
+        "model": {"backbone": "res16unet34c", "bn_momentum": 0.02},
+        "loss": {"_target_": "ceco3d.losses.CeCoLoss", "lambda_": 0.4,
+                 "center_head": {"proj_dim": 64, "seed": 3}},
+        "seed": 3,
+    }  # fmt: skip
+    new = upgrade_config(old, Path("old.pt"))
+    assert new["model"] == {
+        "backbone": {"_target_": "ceco3d.models.minkunet.Res16UNet34C", "bn_momentum": 0.02},
+        "center_head": {"_target_": "ceco3d.models.center_collapse.CenterCollapseHead",
+                        "proj_dim": 64, "seed": 3},
+    }  # fmt: skip
+    assert new["loss"] == {"_target_": "ceco3d.losses.CeCoLoss", "lambda_": 0.4}
+    assert upgrade_config(new, Path("new.pt")) == new  # today's layout is left as it is
+    with pytest.raises(InputError, match=r"old.pt: model.backbone='minkunet99' is not a backbone"):
+        upgrade_config({"model": {"backbone": "minkunet99"}}, Path("old.pt"))
+    assert {"minkunet14a", "minkunet18a", "minkunet34c", "res16unet34c"} <= set(BACKBONES)
 
 
 # --- simplex ETF -----------------------------------------------------------------------------

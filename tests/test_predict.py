@@ -30,8 +30,8 @@ from ceco3d.engine.train import train
 from ceco3d.io import InputError
 from ceco3d.scan_export import DROPPED_ID, DROPPED_NAME
 from ceco3d.viz import colorize
-from data_prep.synth_classes import select_classes
-from data_prep.synth_scene import generate_scene
+from data_prep.synth.classes import select_classes
+from data_prep.synth.scene import generate_scene
 from tests.fixtures import BIN, compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
 
 o3d = pytest.importorskip("open3d", reason="ceco3d-predict reads scans with open3d")

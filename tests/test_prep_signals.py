@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import synth
+from data_prep.synth import generate
 from tests.fixtures import BIN
 
 
@@ -34,7 +34,7 @@ def session_processes(session: int) -> list[int]:
 def raw(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("raw")
     argv = [str(raw), "--scenes", "24", "--test-scenes", "0", "--vertex-spacing", "0.04"]
-    assert synth.main(argv) == 0
+    assert generate.main(argv) == 0
     return raw
 
 

@@ -18,7 +18,6 @@ from ceco3d.io import InputError, read_json
 from data_prep import prep
 from tests.test_prep import (
     TABLE_ROWS,
-    needs_minkowski,
     raw,
     strip_scene,
     write_raw_scene,
@@ -43,7 +42,6 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@needs_minkowski
 def test_missing_raw_scenes_are_errors_and_the_manifest_keeps_them(raw, tmp_path, capsys):
     out = prepared(raw, tmp_path / "out")
     manifest = read_json(out / layout.MANIFEST)
@@ -64,7 +62,6 @@ def test_missing_raw_scenes_are_errors_and_the_manifest_keeps_them(raw, tmp_path
     assert read_json(out / layout.MANIFEST) == manifest
 
 
-@needs_minkowski
 def test_failures_at_other_settings_leave_the_manifest_as_it_was(raw, tmp_path, capsys):
     out = prepared(raw, tmp_path / "out")
     before = tree(out)
@@ -83,7 +80,6 @@ def test_failures_at_other_settings_leave_the_manifest_as_it_was(raw, tmp_path, 
         ScanNetDataset(out, "train", "scannet20", voxel_size=0.02)
 
 
-@needs_minkowski
 def test_a_full_disk_keeps_every_prepared_scene(raw, tmp_path, capsys, monkeypatch):
     out = prepared(raw, tmp_path / "out")
     before = tree(out)
@@ -109,7 +105,6 @@ def test_an_unwritable_output_folder_fails_before_any_work(raw, tmp_path, capsys
     assert "Traceback" not in err and "FAILED" not in err
 
 
-@needs_minkowski
 def test_a_truncated_array_is_redone_by_prep_and_refused_by_the_dataset(raw, tmp_path, capsys):
     out = prepared(raw, tmp_path / "out")
     coord = out / "val" / NAMES[2] / "coord.npy"
@@ -125,7 +120,6 @@ def test_a_truncated_array_is_redone_by_prep_and_refused_by_the_dataset(raw, tmp
     assert len(ScanNetDataset(out, "val", "scannet20")) == 1
 
 
-@needs_minkowski
 def test_another_label_table_with_an_older_time_redoes_every_scene(raw, tmp_path, capsys):
     out = prepared(raw, tmp_path / "out")
     table = raw / "scannetv2-labels.combined.tsv"
@@ -141,7 +135,6 @@ def test_another_label_table_with_an_older_time_redoes_every_scene(raw, tmp_path
     assert chair_vertices.tolist() == [0, 0]  # wall
 
 
-@needs_minkowski
 def test_the_dataset_refuses_a_folder_that_mixes_preparations(raw, tmp_path):
     out = prepared(raw, tmp_path / "out", "--voxel-size", "0.05")
     other = tmp_path / "other"
@@ -160,7 +153,6 @@ def test_the_dataset_refuses_a_folder_that_mixes_preparations(raw, tmp_path):
         ScanNetDataset(out, "val", "scannet20", voxel_size=0.05)
 
 
-@needs_minkowski
 def test_empty_and_unlabelled_scenes_are_named_and_never_reach_training(
     raw, tmp_path, capsys, caplog
 ):
@@ -184,7 +176,7 @@ def test_empty_and_unlabelled_scenes_are_named_and_never_reach_training(
     assert manifest["splits"]["train"] == sorted([*NAMES[:2], unlabelled])
 
     with caplog.at_level("WARNING", logger="ceco3d.data"):
-        train_set = ScanNetDataset(out, "train", "scannet20", training=True)
+        train_set = ScanNetDataset(out, "train", "scannet20", labelled_only=True)
     assert train_set.scenes == NAMES[:2]
     assert f"1 train scenes have no labelled voxel in scannet20 and are skipped: {unlabelled}" in (
         caplog.text

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ceco3d.engine.build import build_model
-from ceco3d.models.minkunet import build_backbone
+from ceco3d.models.minkunet import BACKBONES
 from tests.conftest import random_scene
 from tests.fixtures import compose_config
 
@@ -110,7 +110,7 @@ def model_layers(model: torch.nn.Module) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("name", sorted(PLANES))
 def test_layer_list_matches_the_published_definition(name):
-    model = build_backbone(name, in_channels=3, num_classes=200, bn_momentum=BN_MOMENTUM)
+    model = BACKBONES[name](in_channels=3, num_classes=200, bn_momentum=BN_MOMENTUM)
     assert model_layers(model) == reference_layers(name, in_channels=3, num_classes=200)
     assert model.feature_dim == PLANES[name][7]
 
@@ -126,13 +126,13 @@ def test_layer_list_matches_the_published_definition(name):
 )
 def test_parameter_count_matches_the_hand_count(name, num_classes, expected):
     assert reference_parameter_count(name, 3, num_classes) == expected
-    model = build_backbone(name, in_channels=3, num_classes=num_classes)
+    model = BACKBONES[name](in_channels=3, num_classes=num_classes)
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
 def test_only_the_stem_separates_res16unet34c_from_minkunet34c_in_parameters():
-    res16 = build_backbone("res16unet34c", in_channels=3, num_classes=200)
-    mink = build_backbone("minkunet34c", in_channels=3, num_classes=200)
+    res16 = BACKBONES["res16unet34c"](in_channels=3, num_classes=200)
+    mink = BACKBONES["minkunet34c"](in_channels=3, num_classes=200)
     count = [sum(p.numel() for p in m.parameters()) for m in (res16, mink)]
     assert count[1] - count[0] == 3 * INIT_DIM * (5**3 - 3**3)  # 5^3 vs 3^3 stem kernel
 
@@ -140,7 +140,7 @@ def test_only_the_stem_separates_res16unet34c_from_minkunet34c_in_parameters():
 def test_initialisation_is_minkowski_engines_default():
     """CSC / LG keep MinkowskiEngine's uniform init (+-1/sqrt(fan_in x kernel volume)), bias too."""
     torch.manual_seed(0)
-    model = build_backbone("res16unet34c", in_channels=3, num_classes=20)
+    model = BACKBONES["res16unet34c"](in_channels=3, num_classes=20)
     for module in (model.conv0p1s1, model.block4[0].conv1, model.final):
         bound = 1 / (module.in_channels * module.kernel_generator.kernel_volume) ** 0.5
         assert module.kernel.abs().max() <= bound
@@ -152,7 +152,7 @@ def test_initialisation_is_minkowski_engines_default():
 def test_forward_backward_with_an_odd_class_count(name):
     torch.manual_seed(0)
     coords, feats = random_scene(num_points=300, batch=2)
-    model = build_backbone(name, in_channels=3, num_classes=7, bn_momentum=BN_MOMENTUM).train()
+    model = BACKBONES[name](in_channels=3, num_classes=7, bn_momentum=BN_MOMENTUM).train()
     logits, features = model(ME.SparseTensor(feats, coordinates=coords))
     assert logits.shape == (len(coords), 7)
     assert features.shape == (len(coords), model.feature_dim)

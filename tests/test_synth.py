@@ -11,11 +11,11 @@ import pytest
 
 from ceco3d.data.meta import SCANNET200
 from ceco3d.io import read_json, read_mesh
-from data_prep import synth
 from data_prep.labels import read_label_table
-from data_prep.synth_classes import CATALOGUE, select_classes
-from data_prep.synth_mesh import SHAPES, box, cylinder
-from data_prep.synth_scene import UNKNOWN_LABEL
+from data_prep.synth import generate as synth
+from data_prep.synth.classes import CATALOGUE, select_classes
+from data_prep.synth.mesh import SHAPES, box, cylinder
+from data_prep.synth.scene import UNKNOWN_LABEL
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "scannet"
 SMALL = ["--scenes", "5", "--test-scenes", "1", "--vertex-spacing", "0.15"]

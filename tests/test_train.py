@@ -24,6 +24,7 @@ from ceco3d.io import read_json, save_json
 from ceco3d.losses import CeCoLoss
 from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)
     BIN,
+    VOXEL_SIZE,
     synthetic_scannet,
     tiny_train_config,
     train_overrides,
@@ -82,6 +83,7 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
         synthetic_scannet.prepared, tmp_path, loss, f"loss={loss}", "trainer.max_steps=2",
         "trainer.ckpt_every=1", "trainer.val_every=2", "trainer.val_max_scenes=1",
     )  # fmt: skip
+    assert cfg.data.voxel_size is None  # the default: the voxel size of the prepared data
     results = run(cfg)
     run_dir = tmp_path / loss
 
@@ -98,6 +100,7 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
     assert all_finite(ckpt["model"])
     assert ckpt["config"]["loss"]["_target_"] == cfg.loss._target_
     assert ckpt["config"]["data"]["root"] == str(synthetic_scannet.prepared)  # resolved
+    assert ckpt["config"]["data"]["voxel_size"] == VOXEL_SIZE  # the prepared data's, recorded
     assert ckpt["config"]["run_name"] == loss
     assert ckpt["scheduler"]["last_epoch"] == 2
     assert len(ckpt["optimizer"]["state"]) > 0  # momentum buffers
@@ -271,11 +274,12 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(
     # away. The center branch computes over the global batch here (sync_centers); by default
     # each rank keeps its own centers, as the authors' release does, and DDP is not one process.
     root = twin_scene_root(synthetic_scannet.prepared, tmp_path)
-    # Coarser voxels than prepared (training re-voxelizes) and no crop or augmentation: a random
-    # crop or augmentation would differ between the twins.
+    # Coarser voxels than prepared (re-voxelized) and no crop or augmentation: a random crop or
+    # augmentation would differ between the twins.
     settings = (
-        "data.voxel_size=0.1", "data.max_voxels=null", "aug=none", "loss=ceco",
-        "loss.center_head.sync_centers=true", "trainer.max_steps=2", "trainer.ckpt_every=2",
+        "data.voxel_size=0.1", "data.revoxelize=true", "data.max_voxels=null", "aug=none",
+        "loss=ceco", "model.center_head.sync_centers=true", "trainer.max_steps=2",
+        "trainer.ckpt_every=2",
     )  # fmt: skip
     # Each rank gets its own run folder, so that what rank 1 writes can be seen apart.
     overrides = train_overrides(root, tmp_path, "ddp_rank${oc.env:RANK}", *settings)

@@ -16,11 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ceco3d.analysis.collapse import (
-    COLLAPSE_TAGS,
-    imbalance_factor,
-    pearson,
-)
+from ceco3d.analysis.imbalance import imbalance_factor, pearson
+from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.io import atomic_write
 
 if TYPE_CHECKING:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ceco3d.analysis import plots
-from ceco3d.analysis.collapse import COLLAPSE_TAGS, imbalance_statistics, normalized_frequency
+from ceco3d.analysis.imbalance import imbalance_statistics, normalized_frequency
 from ceco3d.analysis.tb_logs import read_scalars
+from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.predict import load_for_inference, view_datasets
 from ceco3d.errors import UsageError

@@ -17,7 +17,7 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from ceco3d.analysis.report import analyze
-    from ceco3d.engine.train import resolve_device
+    from ceco3d.device import resolve_device
 
     ckpts = list(cfg.ckpt) if isinstance(cfg.ckpt, ListConfig) else [cfg.ckpt]
     names = list(cfg.names) if cfg.names is not None else None

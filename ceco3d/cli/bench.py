@@ -18,8 +18,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ceco3d.bench import SECTION_GROUPS
-from ceco3d.cli.common import quiet_minkowski_warnings
+from ceco3d.device import quiet_minkowski_warnings
+from ceco3d.tools.bench import SECTION_GROUPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_minkowski_warnings()  # before MinkowskiEngine is first imported
     import torch
 
-    from ceco3d.bench.report import to_markdown
-    from ceco3d.bench.run import run_all
-    from ceco3d.bench.workspace import PRESETS
-    from ceco3d.engine.train import resolve_device
+    from ceco3d.device import resolve_device
     from ceco3d.io import json_safe, save_json, save_text
+    from ceco3d.tools.bench.report import to_markdown
+    from ceco3d.tools.bench.run import run_all
+    from ceco3d.tools.bench.workspace import PRESETS
 
     preset_name = "quick" if args.quick else "full"
     preset = PRESETS[preset_name]

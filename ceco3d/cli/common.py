@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from ceco3d.device import quiet_minkowski_warnings
 from ceco3d.errors import UsageError, report_errors
 from ceco3d.paths import CONF_DIR
 
@@ -26,11 +26,6 @@ REQUIRED_KEYS = {
     "data.root": "the output folder of ceco3d-prep",
     "ckpt": "a checkpoint, e.g. runs/NAME/checkpoints/best.pt",
 }
-
-
-def quiet_minkowski_warnings() -> None:
-    warnings.filterwarnings("ignore", message=".*MinkowskiEngine was compiled with CPU_ONLY.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="MinkowskiEngine")
 
 
 def data_overrides(cfg: DictConfig) -> list[str]:

@@ -24,10 +24,11 @@ def run(cfg: DictConfig) -> dict:
 
     from ceco3d import viz
     from ceco3d.data.layout import LABELLED_SPLITS
+    from ceco3d.data.transforms import tta_views
+    from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.evaluate import evaluate
-    from ceco3d.engine.predict import load_for_inference, tta_views, view_datasets
-    from ceco3d.engine.train import resolve_device
+    from ceco3d.engine.predict import load_for_inference, view_datasets
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 

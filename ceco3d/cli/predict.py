@@ -10,8 +10,8 @@ from ceco3d.cli.common import hydra_app
 
 
 def run(cfg: DictConfig) -> Path:
+    from ceco3d.device import resolve_device
     from ceco3d.engine.segment import segment_scans
-    from ceco3d.engine.train import resolve_device
 
     return segment_scans(cfg, resolve_device(cfg.device))
 

@@ -11,12 +11,15 @@ A sample is one scene:
 * ``inverse`` (N,) int64 voxel of every point, so that ``grid[inverse]`` is every point's voxel;
 * ``point_label`` (N,) int64 and ``num_points`` N.
 
-Evaluation (``training=False``) applies no transform and uses the voxelization stored by
-``ceco3d-prep``; points are the scene's original mesh vertices in file order, so predictions can be
-scored and submitted per vertex through ``inverse``. Training augments the points, re-voxelizes
-them and, above ``max_voxels`` voxels, keeps the ``max_voxels`` voxels nearest to a random one;
-the points of dropped voxels are removed from ``inverse`` / ``point_label`` (training reads
-voxel labels only), so ``inverse`` is always a valid index into ``grid``.
+Three modes, each its own parameter. By default a sample uses the voxelization stored by
+``ceco3d-prep``; points are the scene's original mesh vertices in file order, so predictions can
+be scored and submitted per vertex through ``inverse``. ``augment`` (a transform: training's
+augmentation, or a fixed test-time view) moves the points, which are then voxelized afresh.
+``crop``: above that many voxels, keep the ``crop`` voxels nearest to a random one; the points of
+dropped voxels are removed from ``inverse`` / ``point_label`` (training reads voxel labels only),
+so ``inverse`` is always a valid index into ``grid``. ``revoxelize`` voxelizes every sample afresh
+at ``voxel_size``, which may then differ from the prepared one (otherwise a mismatch is an error).
+``labelled_only`` (training) leaves out the scenes without a labelled voxel in the label set.
 
 Randomness comes from ``np.random.default_rng([seed, epoch, index])``: a sample depends on those
 three numbers only, never on the worker that loads it or the order of loading, so a resumed run
@@ -61,35 +64,33 @@ class ScanNetDataset(torch.utils.data.Dataset):
         split: str,
         label_set: str,
         features: str = "color",
-        voxel_size: float = 0.02,
-        transform: Transform | None = None,
-        max_voxels: int | None = None,
+        voxel_size: float | None = None,
+        augment: Transform | None = None,
+        crop: int | None = None,
+        revoxelize: bool = False,
+        labelled_only: bool = False,
         seed: int = 0,
-        training: bool = False,
     ) -> None:
         if features not in FEATURE_CHANNELS:
             raise ValueError(
                 f"unknown features {features!r}; choose one of {list(FEATURE_CHANNELS)}"
             )
-        if max_voxels is not None and max_voxels < 1:
-            raise ValueError(f"max_voxels must be positive or None, got {max_voxels}")
+        if crop is not None and crop < 1:
+            raise ValueError(f"crop must be positive or None, got {crop}")
         self.root = Path(root)
         self.split = split
         self.label_set = get_label_set(label_set)
         self.features = features
-        self.voxel_size = float(voxel_size)
-        self.transform = transform
-        self.max_voxels = max_voxels
+        self.augment = augment
+        self.crop = crop
+        self.revoxelize = revoxelize
+        self.labelled_only = labelled_only
         self.seed = seed
-        self.training = training
         self.epoch = 0
         self.manifest = self._read_manifest()
+        self.voxel_size = self._voxel_size(voxel_size)
         self.scenes: list[str] = self._usable_scenes()
         self._segment = SEGMENT_KEY[self.label_set.name]
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST
 
     @property
     def num_channels(self) -> int:
@@ -100,23 +101,10 @@ class ScanNetDataset(torch.utils.data.Dataset):
         return self.label_set.num_classes
 
     def _fail(self, problem: str, prep_options: str = "") -> InputError:
-        if (self.root / "scans").is_dir():
-            return InputError(
-                f"{self.manifest_path}: {problem}; {self.root} looks like raw ScanNet (it has "
-                f"scans/): prepare it into a folder of its own with `ceco3d-prep {self.root} "
-                "PREPARED` and set data.root=PREPARED"
-            )
-        return InputError(
-            f"{self.manifest_path}: {problem}; run `ceco3d-prep RAW_SCANNET {self.root}"
-            f"{prep_options}` (RAW_SCANNET: the raw ScanNet v2 folder) to prepare the data"
-        )
+        return manifest_error(self.root, problem, prep_options)
 
     def _read_manifest(self) -> dict:
-        if not self.manifest_path.is_file():
-            raise self._fail("not found")
-        manifest = read_json(self.manifest_path)
-        if not isinstance(manifest, dict):
-            raise self._fail("is not a JSON object")
+        manifest = read_manifest(self.root)
         version = manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise self._fail(f"format_version is {version!r}, this ceco3d reads {FORMAT_VERSION}")
@@ -129,15 +117,6 @@ class ScanNetDataset(torch.utils.data.Dataset):
             raise self._fail(f"no label set {name!r} (it has {sorted(label_sets)})")
         if tuple(label_sets[name].get("ids", ())) != self.label_set.ids:
             raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.meta")
-        stored = manifest.get("voxel_size")
-        if not self.training and not (
-            isinstance(stored, int | float) and math.isclose(stored, self.voxel_size)
-        ):
-            raise self._fail(
-                f"scenes were voxelized at voxel_size={stored}, evaluation asks for "
-                f"{self.voxel_size} (set data.voxel_size={stored}, or prepare again with "
-                f"--voxel-size {self.voxel_size})"
-            )
         missing = [s for s in splits[self.split] if not (self.root / self.split / s).is_dir()]
         if missing:
             raise self._fail(
@@ -145,6 +124,20 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 f"{self.root / self.split} (first: {missing[0]})"
             )
         return manifest
+
+    def _voxel_size(self, asked: float | None) -> float:
+        """``asked``, or the prepared voxel size where it is None; another size than the
+        prepared one only with ``revoxelize``."""
+        stored = prepared_voxel_size(self.root, self.manifest)
+        if asked is None or math.isclose(asked, stored):
+            return stored
+        if not self.revoxelize:
+            raise self._fail(
+                f"scenes were voxelized at voxel_size={stored}, data.voxel_size asks for {asked} "
+                f"(set data.voxel_size={stored} or null, set data.revoxelize=true to voxelize "
+                f"every sample afresh, or prepare again with --voxel-size {asked})"
+            )
+        return float(asked)
 
     def _usable_scenes(self) -> list[str]:
         """The split's scenes, each checked against the manifest (settings, complete arrays);
@@ -157,7 +150,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
             problem = meta_problem(folder, meta, settings)
             if problem is not None:
                 problems[scene] = problem
-            elif self.training and not sum(_voxel_counts(meta, self.label_set.name)):
+            elif self.labelled_only and not sum(_voxel_counts(meta, self.label_set.name)):
                 unlabelled.append(scene)
             else:
                 scenes.append(scene)
@@ -176,7 +169,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
             log.warning("%s: %d %s scenes have no labelled voxel in %s and are skipped: %s",
                         self.root, len(unlabelled), self.split, self.label_set.name,
                         " ".join(unlabelled))  # fmt: skip
-        if self.training and not scenes:
+        if self.labelled_only and not scenes:
             raise self._fail(f"no {self.split} scene has a labelled voxel in {self.label_set.name}")
         return scenes
 
@@ -223,26 +216,25 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if self.features != "color":
             points["normal"] = self._load(scene, "normal").astype(np.float32)
         point_label = self._load(scene, self._segment).astype(np.int64)
-        if self.training:
-            return self._training_sample(scene, index, points, point_label)
+        if self.augment is not None or self.crop is not None or self.revoxelize:
+            return self._fresh_sample(scene, index, points, point_label)
         grid = self._load(scene, "voxel_coord").astype(np.int32)
         inverse = self._load(scene, "voxel_inverse").astype(np.int64)
         label = self._load(scene, f"voxel_{self._segment}").astype(np.int64)
         return self._sample(scene, grid, inverse, label, points, point_label)
 
-    def _training_sample(
-        self, scene: str, index: int, points: dict, point_label: np.ndarray
-    ) -> dict:
+    def _fresh_sample(self, scene: str, index: int, points: dict, point_label: np.ndarray) -> dict:
+        """Augmented (where asked), voxelized at ``voxel_size``, cropped (where asked)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.transform is not None:
+        if self.augment is not None:
             # The labels ride along, so that a transform that drops points drops their labels.
-            points = self.transform(dict(points, label=point_label), rng)
+            points = self.augment(dict(points, label=point_label), rng)
             point_label = points.pop("label")
         voxels = voxelize(points["coord"], self.voxel_size)
         label = majority_labels(voxels.inverse, point_label, voxels.num_voxels).astype(np.int64)
         grid, inverse = voxels.grid, voxels.inverse
-        if self.max_voxels is not None and voxels.num_voxels > self.max_voxels:
-            keep = _nearest_voxels(grid, self.max_voxels, rng)
+        if self.crop is not None and voxels.num_voxels > self.crop:
+            keep = _nearest_voxels(grid, self.crop, rng)
             new_index = np.full(len(grid), -1, dtype=np.int64)
             new_index[keep] = np.arange(len(keep))
             inverse = new_index[inverse]
@@ -270,6 +262,39 @@ class ScanNetDataset(torch.utils.data.Dataset):
             "point_label": point_label,
             "num_points": len(inverse),
         }
+
+
+def manifest_error(root: Path, problem: str, prep_options: str = "") -> InputError:
+    """``problem`` with ROOT/manifest.json, and the command that prepares ``root``."""
+    path = Path(root) / MANIFEST
+    if (Path(root) / "scans").is_dir():
+        return InputError(
+            f"{path}: {problem}; {root} looks like raw ScanNet (it has scans/): prepare it into "
+            f"a folder of its own with `ceco3d-prep {root} PREPARED` and set data.root=PREPARED"
+        )
+    return InputError(
+        f"{path}: {problem}; run `ceco3d-prep RAW_SCANNET {root}{prep_options}` (RAW_SCANNET: "
+        "the raw ScanNet v2 folder) to prepare the data"
+    )
+
+
+def read_manifest(root: str | os.PathLike) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise manifest_error(Path(root), "not found")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise manifest_error(Path(root), "is not a JSON object")
+    return manifest
+
+
+def prepared_voxel_size(root: str | os.PathLike, manifest: dict | None = None) -> float:
+    """The voxel size (metres) that ``root`` was prepared with, from its manifest."""
+    manifest = read_manifest(root) if manifest is None else manifest
+    size = manifest.get("voxel_size")
+    if isinstance(size, bool) or not isinstance(size, int | float) or not size > 0:
+        raise manifest_error(Path(root), f"voxel_size is {size!r}, not metres > 0")
+    return float(size)
 
 
 def point_features(points: dict, features: str) -> np.ndarray:

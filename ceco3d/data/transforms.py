@@ -1,4 +1,5 @@
-"""Point-level training augmentations: small ``sample -> sample`` callables.
+"""Point-level training augmentations, and the fixed views of test-time augmentation (``TTAView``):
+small ``sample -> sample`` callables.
 
 Every transform takes the sample dict and an explicit ``numpy.random.Generator`` and draws all of
 its randomness from that generator, so a sample is a pure function of its seed. They act on the
@@ -15,7 +16,9 @@ was. The defaults follow Pointcept's ScanNet recipe (``conf/aug/default.yaml`` l
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import convolve1d, map_coordinates
@@ -285,3 +288,36 @@ class ChromaticJitter(_Transform):
         color = sample["color"]
         noise = rng.standard_normal(color.shape, dtype=np.float32) * np.float32(self.std * 255)
         return dict(sample, color=np.clip(color + noise, 0, 255).astype(np.float32))
+
+
+# ---------------------------------------------------------------- test-time views
+@dataclass(frozen=True)
+class TTAView:
+    """A fixed view of the scene: rotate by ``angle`` about z (around the bounding-box centre),
+    optionally mirror x, scale by ``scale``. Called like a training transform."""
+
+    angle: float = 0.0
+    flip_x: bool = False
+    scale: float = 1.0
+
+    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        linear = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        if self.flip_x:
+            linear = np.diag([-1.0, 1.0, 1.0]) @ linear
+        out = dict(sample)
+        center = (sample["coord"].min(0) + sample["coord"].max(0)) / 2
+        out["coord"] = ((sample["coord"] - center) @ (self.scale * linear).T + center).astype(
+            np.float32
+        )
+        if "normal" in sample:
+            out["normal"] = (sample["normal"] @ linear.T).astype(np.float32)
+        return out
+
+
+def tta_views(rotations: int, flips: bool, scales) -> list[TTAView]:
+    """All combinations; the identity view first."""
+    angles = [2 * np.pi * i / max(rotations, 1) for i in range(max(rotations, 1))]
+    flip_options = (False, True) if flips else (False,)
+    scale_options = sorted({1.0, *map(float, scales)}, key=lambda v: (v != 1.0, v))
+    return [TTAView(a, f, s) for s, f, a in itertools.product(scale_options, flip_options, angles)]

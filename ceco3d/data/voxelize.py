@@ -1,8 +1,9 @@
 """Voxelization shared by preprocessing, training and evaluation, so all three agree.
 
-Grid coordinates are ``floor(xyz / voxel_size)``; MinkowskiEngine's coordinate hashing finds the
-occupied voxels. The vertex -> voxel inverse map travels with every sample so that predictions
-can be scored and submitted per original mesh vertex.
+Grid coordinates are ``floor(xyz / voxel_size)``; the occupied voxels are the unique grid cells,
+found with numpy alone, so that ``ceco3d-prep`` needs neither torch nor MinkowskiEngine. The
+vertex -> voxel inverse map travels with every sample so that predictions can be scored and
+submitted per original mesh vertex.
 """
 
 from __future__ import annotations
@@ -29,18 +30,24 @@ class Voxelization:
 
 
 def voxelize(coord: np.ndarray, voxel_size: float) -> Voxelization:
-    """Quantize (N, 3) metric coordinates at ``voxel_size`` metres."""
-    import MinkowskiEngine as ME
-
+    """Quantize (N, 3) metric coordinates at ``voxel_size`` metres. Voxels come in the order of
+    their grid coordinates (x, then y, then z); each keeps the first of its points."""
     if len(coord) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Voxelization(np.zeros((0, 3), np.int32), empty, empty)
     discrete = np.floor(np.asarray(coord, dtype=np.float64) / voxel_size).astype(np.int32)
-    index, inverse = ME.utils.sparse_quantize(
-        discrete, return_index=True, return_inverse=True, return_maps_only=True
-    )
-    index = index.numpy().astype(np.int64)
-    return Voxelization(discrete[index], index, inverse.numpy().astype(np.int64))
+    # One int64 key per cell (the cell's row-major offset in the scene's bounding box) makes
+    # the unique cells one sort of N integers instead of a sort of N rows.
+    offset = discrete.astype(np.int64) - discrete.min(axis=0)
+    extent = [int(e) + 1 for e in offset.max(axis=0)]
+    # A stable sort (numpy's choice when the index is asked for) makes each index the first point.
+    if extent[0] * extent[1] * extent[2] < 2**62:
+        keys = (offset[:, 0] * extent[1] + offset[:, 1]) * extent[2] + offset[:, 2]
+        _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:  # a box too large for one integer key: sort the rows themselves (same order, slower)
+        _, index, inverse = np.unique(discrete, axis=0, return_index=True, return_inverse=True)
+    index, inverse = index.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    return Voxelization(discrete[index], index, inverse)
 
 
 def majority_labels(inverse: np.ndarray, labels: np.ndarray, num_voxels: int) -> np.ndarray:

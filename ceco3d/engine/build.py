@@ -3,53 +3,60 @@
 from __future__ import annotations
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset
+from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset, prepared_voxel_size
+from ceco3d.data.transforms import TTAView
 from ceco3d.models.center_collapse import CenterCollapseHead
-from ceco3d.models.minkunet import build_backbone
 from ceco3d.models.segmentor import Segmentor
 
 
-def build_dataset(cfg: DictConfig, split: str, training: bool) -> ScanNetDataset:
+def build_dataset(
+    cfg: DictConfig, split: str, training: bool, view: TTAView | None = None
+) -> ScanNetDataset:
+    """Training: augmented, cropped to ``data.max_voxels``, labelled scenes only. Otherwise the
+    prepared voxels, or the scenes seen through a test-time ``view``."""
     data = cfg.data
-    transform = instantiate(cfg.aug) if training else None
     return ScanNetDataset(
         root=data.root,
         split=split,
         label_set=data.label_set,
         features=data.features,
         voxel_size=data.voxel_size,
-        transform=transform,
-        max_voxels=data.max_voxels if training else None,
+        augment=instantiate(cfg.aug) if training else view,
+        crop=data.max_voxels if training else None,
+        revoxelize=data.revoxelize,
+        labelled_only=training,
         seed=cfg.seed,
-        training=training,
     )
+
+
+def fill_voxel_size(cfg: DictConfig) -> None:
+    """``data.voxel_size=null`` means the prepared data's: write it into the config, which the
+    augmentations interpolate and the checkpoints record."""
+    if cfg.data.voxel_size is None:
+        cfg.data.voxel_size = prepared_voxel_size(cfg.data.root)
 
 
 def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Segmentor:
     """The segmentor; with ``loss=ceco`` and a training set (for the class prior) it carries the
     center-collapse head, otherwise it is the plain inference model."""
-    backbone = build_backbone(
+    backbone = instantiate(
         cfg.model.backbone,
         in_channels=FEATURE_CHANNELS[cfg.data.features],
         num_classes=cfg.data.num_classes,
-        bn_momentum=cfg.model.bn_momentum,
     )
-    head_cfg = cfg.loss.get("center_head")
+    head_cfg = cfg.model.get("center_head")
     center_head = None
     if head_cfg is not None and train_set is not None:
         prior = CenterCollapseHead.prior_from_scene_counts(
             train_set.class_counts("scene_counts"), train_set.num_scenes
         )
-        center_head = CenterCollapseHead(
-            backbone.feature_dim, cfg.data.num_classes, prior=prior, **head_cfg
+        center_head = instantiate(
+            head_cfg, in_dim=backbone.feature_dim, num_classes=cfg.data.num_classes, prior=prior
         )
     return Segmentor(backbone, center_head)
 
 
 def build_loss(cfg: DictConfig, train_set: ScanNetDataset):
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
-    loss_cfg.pop("center_head", None)
-    counts = train_set.class_counts("voxel_counts")
-    return instantiate(loss_cfg, class_counts=counts)
+    return instantiate(cfg.loss, class_counts=train_set.class_counts("voxel_counts"))

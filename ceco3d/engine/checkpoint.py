@@ -85,4 +85,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise InputError(f"{path}: not a ceco3d checkpoint (version {CHECKPOINT_VERSION})")
+    if isinstance(ckpt.get("config"), dict):
+        ckpt["config"] = upgrade_config(ckpt["config"], path)
     return ckpt
+
+
+def upgrade_config(config: dict, path: Path) -> dict:
+    """A checkpoint's config in today's layout. Older checkpoints name the backbone
+    (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where conf/model/ now gives
+    its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they now
+    are ``model.center_head``; nor do they have ``data.revoxelize``."""
+    model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})
+    if isinstance(model.get("backbone"), str):
+        from ceco3d.models.minkunet import BACKBONES
+
+        name = model.pop("backbone")
+        if name.lower() not in BACKBONES:
+            raise InputError(
+                f"{path}: model.backbone={name!r} is not a backbone ceco3d knows "
+                f"({', '.join(sorted(BACKBONES))})"
+            )
+        cls = BACKBONES[name.lower()]
+        model["backbone"] = {"_target_": f"{cls.__module__}.{cls.__name__}"}
+        if "bn_momentum" in model:
+            model["backbone"]["bn_momentum"] = model.pop("bn_momentum")
+    if isinstance(loss.get("center_head"), dict):
+        from ceco3d.models.center_collapse import CenterCollapseHead
+
+        target = f"{CenterCollapseHead.__module__}.{CenterCollapseHead.__name__}"
+        model["center_head"] = {"_target_": target, **loss.pop("center_head")}
+    # Before data.revoxelize, evaluation required the prepared voxel size (as it does now).
+    data = {"revoxelize": False, **(config.get("data") or {})}
+    return {**config, "data": data, "model": model, "loss": loss}

@@ -51,8 +51,12 @@ def check_data(cfg: DictConfig) -> None:
     if data.features not in FEATURE_CHANNELS:
         raise UsageError(f"data.features={data.features!r}: choose one of {list(FEATURE_CHANNELS)}")
     size = data.voxel_size
-    if isinstance(size, bool) or not isinstance(size, int | float) or not size > 0:
-        raise UsageError(f"data.voxel_size={size!r}: expected metres > 0, e.g. 0.02")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int | float)
+                             or not size > 0):  # fmt: skip
+        raise UsageError(
+            f"data.voxel_size={size!r}: expected metres > 0 (e.g. 0.02), or null for the "
+            "prepared data's"
+        )
 
 
 def check_training(cfg: DictConfig) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ceco3d.analysis.collapse import FeatureAccumulator, collapse_statistics
+from ceco3d.collapse import FeatureAccumulator, collapse_statistics
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.engine.distributed import DistInfo
 from ceco3d.engine.predict import predict_scenes

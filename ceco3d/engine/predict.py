@@ -4,9 +4,7 @@ vertex)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset, point_features, voxel_mean
+from ceco3d.data.transforms import TTAView
 from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
@@ -22,43 +21,10 @@ from ceco3d.engine.config_checks import check_data, check_weights_fit
 from ceco3d.io import InputError
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
-
-@dataclass(frozen=True)
-class TTAView:
-    """A fixed view of the scene: rotate by ``angle`` about z (around the bounding-box centre),
-    optionally mirror x, scale by ``scale``. Called like a training transform."""
-
-    angle: float = 0.0
-    flip_x: bool = False
-    scale: float = 1.0
-
-    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
-        c, s = np.cos(self.angle), np.sin(self.angle)
-        linear = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-        if self.flip_x:
-            linear = np.diag([-1.0, 1.0, 1.0]) @ linear
-        out = dict(sample)
-        center = (sample["coord"].min(0) + sample["coord"].max(0)) / 2
-        out["coord"] = ((sample["coord"] - center) @ (self.scale * linear).T + center).astype(
-            np.float32
-        )
-        if "normal" in sample:
-            out["normal"] = (sample["normal"] @ linear.T).astype(np.float32)
-        return out
-
-
-def tta_views(rotations: int, flips: bool, scales) -> list[TTAView]:
-    """All combinations; the identity view first."""
-    angles = [2 * np.pi * i / max(rotations, 1) for i in range(max(rotations, 1))]
-    flip_options = (False, True) if flips else (False,)
-    scale_options = sorted({1.0, *map(float, scales)}, key=lambda v: (v != 1.0, v))
-    return [TTAView(a, f, s) for s, f, a in itertools.product(scale_options, flip_options, angles)]
-
-
 # What a checkpoint's config must say to rebuild the model and feed it like in training.
 INFERENCE_KEYS = (
     "data.label_set", "data.num_classes", "data.features", "data.voxel_size",
-    "model.backbone", "model.bn_momentum",
+    "model.backbone._target_",
 )  # fmt: skip
 
 
@@ -100,13 +66,7 @@ def forward_sample(model: Segmentor, sample: dict, device: torch.device) -> dict
 def view_datasets(cfg: DictConfig, split: str, views: list[TTAView]) -> list[ScanNetDataset]:
     """The plain evaluation dataset, then one re-voxelizing dataset per non-identity view."""
     plain = build_dataset(cfg, split, training=False)
-    extra = []
-    for view in views:
-        if view == TTAView():
-            continue
-        dataset = build_dataset(cfg, split, training=True)
-        dataset.transform, dataset.max_voxels = view, None
-        extra.append(dataset)
+    extra = [build_dataset(cfg, split, training=False, view=v) for v in views if v != TTAView()]
     return [plain, *extra]
 
 

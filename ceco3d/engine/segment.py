@@ -29,7 +29,8 @@ from ceco3d.data.scan import (
     scan_files,
     scan_normals,
 )
-from ceco3d.engine.predict import TTAView, load_for_inference, predict_points, tta_views
+from ceco3d.data.transforms import TTAView, tta_views
+from ceco3d.engine.predict import load_for_inference, predict_points
 from ceco3d.io import InputError, atomic_folder
 from ceco3d.scan_export import write_scan_outputs
 

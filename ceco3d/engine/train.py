@@ -16,10 +16,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ceco3d.analysis.collapse import COLLAPSE_TAGS
+from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
+from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
@@ -33,18 +34,11 @@ from ceco3d.models.segmentor import sparse_input
 log = logging.getLogger("ceco3d.train")
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
-    return name
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
     check_training(cfg)
+    fill_voxel_size(cfg)
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device)
     dist_info = dist_utils.init_distributed(device_type)

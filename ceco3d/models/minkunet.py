@@ -259,6 +259,8 @@ class Res16UNet34D(Res16UNet34):
     PLANES = (32, 64, 128, 256, 256, 256, 256, 512)
 
 
+# The backbone names of checkpoints written before conf/model/ built backbones by _target_
+# (``model.backbone: minkunet34c``); ceco3d.engine.checkpoint upgrades their configs.
 BACKBONES: dict[str, type[MinkUNetBase]] = {
     cls.__name__.lower(): cls
     for cls in (
@@ -268,11 +270,3 @@ BACKBONES: dict[str, type[MinkUNetBase]] = {
         Res16UNet34C, Res16UNet34D,
     )
 }  # fmt: skip
-
-
-def build_backbone(name: str, in_channels: int, num_classes: int, **kwargs) -> MinkUNetBase:
-    try:
-        cls = BACKBONES[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}") from None
-    return cls(in_channels, num_classes, **kwargs)

@@ -14,8 +14,8 @@ from math import cos, pi, sin, sqrt
 
 import numpy as np
 
-from data_prep.synth_classes import BY_NAME, STRUCTURE, SynthClass
-from data_prep.synth_mesh import SHAPES, Part, grid, support_height
+from data_prep.synth.classes import BY_NAME, STRUCTURE, SynthClass
+from data_prep.synth.mesh import SHAPES, Part, grid, support_height
 
 OBJECT_PATCH = 0.5  # metres: segment size on objects
 STRUCTURE_PATCH = 1.0  # and on walls, floor and ceiling

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ceco3d.bench.measure import interleaved, summary_ms
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.engine.build import build_dataset
 from ceco3d.metrics import ConfusionMatrix
+from ceco3d.tools.bench.measure import interleaved, summary_ms
 
 LOADER_WORKERS = (0, 2)
 

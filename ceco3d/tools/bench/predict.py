@@ -1,7 +1,7 @@
 """Throughput and peak memory of ``ceco3d-predict`` on large point clouds, each size in a fresh
 process.
 
-    python -m ceco3d.bench.predict CKPT SCAN OUT
+    python -m ceco3d.tools.bench.predict CKPT SCAN OUT
 
 runs ``ceco3d-predict``'s stages on one scan (read, predict, write every output) and prints one
 JSON line: each stage's seconds, points per second over all of them, and the peak resident
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from ceco3d.bench.measure import peak_rss_mib
-from ceco3d.bench.workspace import Preset, compose_config
-from ceco3d.cli.common import quiet_minkowski_warnings
+from ceco3d.device import quiet_minkowski_warnings
+from ceco3d.tools.bench.measure import peak_rss_mib
+from ceco3d.tools.bench.workspace import Preset, compose_config
 
 ROOM_SEED = 0
 
@@ -47,8 +47,8 @@ def write_checkpoint(path: Path, preset: Preset) -> None:
 def write_clouds(folder: Path, sizes: tuple[int, ...], spacing: float) -> list[Path]:
     """One binary PLY point cloud (xyz, colour) per size, sampled from one synthetic room."""
     from ceco3d.data.scan import open3d
-    from data_prep.synth_classes import select_classes
-    from data_prep.synth_scene import generate_scene
+    from data_prep.synth.classes import select_classes
+    from data_prep.synth.scene import generate_scene
 
     o3d = open3d()
     room = generate_scene(np.random.default_rng(ROOM_SEED), select_classes(40), (), spacing)
@@ -108,7 +108,7 @@ def bench_predict(work: Path, preset: Preset) -> dict:
     clouds = write_clouds(work, preset.predict_points, preset.vertex_spacing)
     results = {"model": preset.models[0], "voxel_size": preset.voxel_size, "sizes": []}
     for cloud in clouds:
-        cmd = [sys.executable, "-m", "ceco3d.bench.predict", str(ckpt), str(cloud),
+        cmd = [sys.executable, "-m", "ceco3d.tools.bench.predict", str(ckpt), str(cloud),
                str(work / f"{cloud.stem}_out")]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -120,7 +120,7 @@ def bench_predict(work: Path, preset: Preset) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ceco3d.bench.predict",
+        prog="python -m ceco3d.tools.bench.predict",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -39,7 +39,7 @@ STRUCTURE = ("wall", "floor", "ceiling")
 class SynthClass:
     name: str  # raw_category written into the aggregation (or one of ``aliases``)
     nyu40id: int
-    shape: str  # a builder of data_prep.synth_mesh.SHAPES, or "structure"
+    shape: str  # a builder of data_prep.synth.mesh.SHAPES, or "structure"
     place: str  # "floor", "wall", "ceiling" or "top" (on furniture, else the floor)
     size: tuple[Range, Range, Range]  # width (x), depth (y), height (z); depth 0: round
     color: tuple[int, int, int]

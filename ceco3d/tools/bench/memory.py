@@ -1,6 +1,6 @@
 """Peak resident memory of one training step by voxel count, each size in a fresh process.
 
-    python -m ceco3d.bench.memory --device cpu BATCH.pt data.root=... model=... loss=ce
+    python -m ceco3d.tools.bench.memory --device cpu BATCH.pt data.root=... model=... loss=ce
 
 builds the model, loss and optimizer for the composed training config, notes the peak resident
 memory (``VmHWM``, see ``measure.peak_rss_mib``), runs one training step on the saved batch and
@@ -20,16 +20,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ceco3d.bench.measure import peak_rss_mib, synchronize
-from ceco3d.bench.training import TARGET_MEMORY_PCT, build_training, training_step
-from ceco3d.bench.workspace import (
+from ceco3d.device import quiet_minkowski_warnings
+from ceco3d.tools.bench.measure import peak_rss_mib, synchronize
+from ceco3d.tools.bench.training import TARGET_MEMORY_PCT, build_training, training_step
+from ceco3d.tools.bench.workspace import (
     Preset,
     compose_config,
     config_overrides,
     save_batch,
     training_batch,
 )
-from ceco3d.cli.common import quiet_minkowski_warnings
 
 
 def measure_step(cfg: DictConfig, batch: dict, device: torch.device) -> dict:
@@ -68,7 +68,7 @@ def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: tor
         row = {"max_voxels": max_voxels, "voxels": len(batch["labels"])}
         for loss in preset.memory_losses:
             overrides = config_overrides(root, preset, model, loss, max_voxels)
-            cmd = [sys.executable, "-m", "ceco3d.bench.memory", "--device", device.type,
+            cmd = [sys.executable, "-m", "ceco3d.tools.bench.memory", "--device", device.type,
                    str(batch_path), *overrides]  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -82,7 +82,7 @@ def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: tor
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ceco3d.bench.memory",
+        prog="python -m ceco3d.tools.bench.memory",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

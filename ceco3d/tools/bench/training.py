@@ -10,9 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ceco3d.bench.measure import interleaved, paired_ratio, summary_ms
 from ceco3d.engine.build import build_dataset, build_loss, build_model
 from ceco3d.models.segmentor import Segmentor, sparse_input
+from ceco3d.tools import backbone_name
+from ceco3d.tools.bench.measure import interleaved, paired_ratio, summary_ms
 
 TARGET_OVERHEAD_PCT = 1.0  # training-step time, CeCo over CE
 TARGET_MEMORY_PCT = 3.0  # peak step memory, CeCo over CE
@@ -78,7 +79,7 @@ def bench_training(
     ratio = ceco["median_ms"] / ce["median_ms"]
     cpu_ratio = float(np.median(cpu["ceco"]) / np.median(cpu["ce"]))
     results = {
-        "model": cfgs["ce"].model.backbone,
+        "model": backbone_name(cfgs["ce"]),
         "num_classes": cfgs["ce"].data.num_classes,
         "voxels": len(batch["labels"]),
         "warmup": warmup,

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from ceco3d.bench.data import bench_evaluation, bench_loader
-from ceco3d.bench.measure import describe_machine, stopwatch
-from ceco3d.bench.memory import bench_memory
-from ceco3d.bench.predict import bench_predict
-from ceco3d.bench.prep import bench_prep, prepare, prepared_root
-from ceco3d.bench.training import bench_inference, bench_training
-from ceco3d.bench.workspace import (
-    LOSSES,
+from ceco3d.tools import COMPARED_LOSSES
+from ceco3d.tools.bench.data import bench_evaluation, bench_loader
+from ceco3d.tools.bench.measure import describe_machine, stopwatch
+from ceco3d.tools.bench.memory import bench_memory
+from ceco3d.tools.bench.predict import bench_predict
+from ceco3d.tools.bench.prep import bench_prep, prepare, prepared_root
+from ceco3d.tools.bench.training import bench_inference, bench_training
+from ceco3d.tools.bench.workspace import (
     Preset,
     compose_config,
     config_overrides,
@@ -82,7 +82,7 @@ def _model_sections(
     root = prepared_root(work / "prepared")
     cfgs = {
         model: {loss: compose_config(config_overrides(root, preset, model, loss))
-                for loss in LOSSES}
+                for loss in COMPARED_LOSSES}
         for model in preset.models
     }  # fmt: skip
     first = preset.models[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ceco3d.bench.measure import interleaved, summary_ms
-from ceco3d.bench.workspace import run_cli
 from ceco3d.io import read_json
+from ceco3d.tools.bench.measure import interleaved, summary_ms
+from ceco3d.tools.bench.workspace import run_cli
 from data_prep import prep
 
 PREP_JOBS = (1, 2)

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ceco3d.device import CHILD_WARNINGS
 from ceco3d.io import save_json
 from ceco3d.paths import CONF_DIR
+from ceco3d.tools import COMPARED_LOSSES, backbone_name
 
-# The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth_classes.py),
+# The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth/classes.py),
 # not tuned for either loss; the sizes are chosen for a 2-core CPU.
 
 
@@ -46,7 +48,6 @@ PRESETS = {
     "full": Preset(40, 4, 40, 0.05, "demo"),
     "quick": Preset(12, 2, 24, 0.08, "demo_quick"),
 }
-LOSSES = ("ce", "ceco")
 STAT_COLUMNS = [
     ("mIoU", "mIoU"), ("head", "mIoU_head"), ("common", "mIoU_common"), ("tail", "mIoU_tail"),
     ("mAcc", "mAcc"), ("allAcc", "allAcc"),
@@ -72,7 +73,7 @@ def _run(step: str, module: str, *args: str, log_dir: Path) -> None:
     start = time.perf_counter()
     log_dir.mkdir(parents=True, exist_ok=True)
     # The CPU build's "compiled with CPU_ONLY" notice would repeat in every step's output.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:MinkowskiEngine"}
+    env = {**os.environ, "PYTHONWARNINGS": CHILD_WARNINGS}
     with open(log_dir / f"{step.replace(' ', '_')}.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env)  # fmt: skip
@@ -137,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     if synth_stamp.is_file() and json.loads(synth_stamp.read_text()) == synth_args:
         print(f"[demo] synth: {raw} already holds this data set")
     else:
-        _run("synth", "data_prep.synth", *synth_args, log_dir=logs)
+        _run("synth", "data_prep.synth.generate", *synth_args, log_dir=logs)
         save_json(synth_stamp, synth_args)
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
          "--voxel-size", str(recipe.data.voxel_size), log_dir=logs)  # fmt: skip
 
-    per_seed: dict[str, list[dict]] = {loss: [] for loss in LOSSES}
+    per_seed: dict[str, list[dict]] = {loss: [] for loss in COMPARED_LOSSES}
     for seed in args.seeds:
-        for loss in LOSSES:
+        for loss in COMPARED_LOSSES:
             run_name = f"{loss}_seed{seed}"
             ckpt = out / "runs" / run_name / "checkpoints" / "last.pt"
             summary_path = out / "eval" / run_name / "summary.json"
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     first = args.seeds[0]
     ckpts = [
-        str(out / "runs" / f"{loss}_seed{first}" / "checkpoints" / "last.pt") for loss in LOSSES
+        str(out / "runs" / f"{loss}_seed{first}" / "checkpoints" / "last.pt")
+        for loss in COMPARED_LOSSES
     ]
     _run("analyze", "ceco3d.cli.analyze", f"ckpt=[{','.join(ckpts)}]", "names=[CE,CeCo]",
          f"out={out / 'analysis'}", log_dir=logs)  # fmt: skip
@@ -175,14 +177,17 @@ def main(argv: list[str] | None = None) -> int:
          "benchmark=scannet200", "split=test", log_dir=logs)  # fmt: skip
 
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
-    rows = {name: {**per_seed[loss][0]} for name, loss in zip(("CE", "CeCo"), LOSSES, strict=True)}
+    rows = {
+        name: {**per_seed[loss][0]}
+        for name, loss in zip(("CE", "CeCo"), COMPARED_LOSSES, strict=True)
+    }
     imbalance = analysis["imbalance_train"]
     minutes = (time.perf_counter() - start) / 60
     report = [
         f"# ceco3d demo ({'quick' if args.quick else 'full'} preset)",
         "",
         f"Synthetic ScanNet200 ({preset.classes} classes, {preset.scenes} train+val scenes, data "
-        f"seed {args.data_seed}), experiment={preset.experiment}: {recipe.model.backbone}, "
+        f"seed {args.data_seed}), experiment={preset.experiment}: {backbone_name(recipe)}, "
         f"{recipe.data.voxel_size * 100:g} cm voxels, {recipe.trainer.max_steps} steps of batch "
         f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels), training seed "
         f"{first}. Point imbalance factor (train, voxels): "

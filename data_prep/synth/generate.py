@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.io import atomic_write, save_text, write_mesh
-from data_prep.synth_classes import CATALOGUE, label_table_text, select_classes
-from data_prep.synth_scene import RawScene, generate_scene
+from data_prep.synth.classes import CATALOGUE, label_table_text, select_classes
+from data_prep.synth.scene import RawScene, generate_scene
 
 SCENE_TYPES = ("Bedroom / Hotel", "Living room / Lounge", "Office", "Kitchen", "Conference Room")
 

@@ -14,9 +14,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from ceco3d.data.collate import collate
+from ceco3d.device import CHILD_WARNINGS
 from ceco3d.engine.build import build_dataset
 from ceco3d.paths import CONF_DIR
-from data_prep import synth
+from data_prep.synth import generate
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,6 @@ PRESETS = {
     ),
 }  # fmt: skip
 SYNTH_CLASSES = 40
-LOSSES = ("ce", "ceco")
 
 
 @contextlib.contextmanager
@@ -59,7 +59,7 @@ def quiet() -> Iterator[None]:
     """Swallow a CLI's console output (its progress bars, its summary line), and the CPU build's
     MinkowskiEngine notice in the processes it spawns."""
     previous = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
+    os.environ["PYTHONWARNINGS"] = CHILD_WARNINGS
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
@@ -79,7 +79,7 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str]) -> None:
 
 def synthesize(raw: Path, preset: Preset, seed: int = 0) -> None:
     """A raw ScanNet release of ``preset.scenes`` labelled scenes (no test scenes)."""
-    run_cli(synth.main, [
+    run_cli(generate.main, [
         str(raw), "--scenes", str(preset.scenes), "--test-scenes", "0", "--seed", str(seed),
         "--classes", str(SYNTH_CLASSES), "--vertex-spacing", str(preset.vertex_spacing),
     ])  # fmt: skip

@@ -1,0 +1,31 @@
+"""Where computation runs: the device that ``auto``, ``cpu`` or ``cuda`` means on this machine,
+and the one filter for MinkowskiEngine's CPU-only build notice (every entry point sets it, and
+the tools pass it to the processes they start)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+CPU_ONLY_NOTICE = "The MinkowskiEngine was compiled with CPU_ONLY"
+# The same filter as a PYTHONWARNINGS value, for child processes (it matches a message prefix).
+CHILD_WARNINGS = f"ignore:{CPU_ONLY_NOTICE}:UserWarning"
+
+
+def quiet_minkowski_warnings() -> None:
+    """Call before MinkowskiEngine is first imported: its CPU-only build notice and its
+    deprecation warnings say nothing a user can act on."""
+    warnings.filterwarnings("ignore", message=re.escape(CPU_ONLY_NOTICE))
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="MinkowskiEngine")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` where a CUDA device is available, else ``cpu``; ``cuda`` without
+    one is an error. (torch is imported here, not above: help texts must not pay for it.)"""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
+    return name
