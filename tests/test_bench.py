@@ -19,6 +19,7 @@ POSITIVE = {
     "training_step.minkunet14a": [
         "ce.median_ms", "ceco.median_ms", "ratio", "paired_ratio", "voxels",
         "cpu.ce.median_ms", "cpu.ceco.median_ms", "cpu_ratio", "cpu_paired_ratio",
+        "branch.median_ms", "branch_pct", "branch_cpu_pct",
     ],
     "inference": [
         "ce.median_ms", "ce.parameters", "ceco_deployed.median_ms", "ceco_deployed.ratio",

@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from ceco3d.losses import CeCoLoss
-from ceco3d.models.center_collapse import CenterCollapseHead
+from ceco3d.models.center_collapse import CenterCollapseHead, _ClassMoments
 from ceco3d.models.minkunet import BACKBONES
 from ceco3d.models.segmentor import Segmentor
 from ceco3d.paths import CONF_DIR
@@ -81,7 +81,10 @@ def reference_loss(logits: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return sum(terms) / len(terms)
 
 
-def test_logits_and_backbone_gradient_equal_the_reference_equations():
+@pytest.mark.parametrize("chunk", [None, 7])  # 7: the scatter spans many row chunks
+def test_logits_and_backbone_gradient_equal_the_reference_equations(chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr(_ClassMoments, "CHUNK", chunk)
     head, features, labels = head_and_inputs()
     logits, classes = head(features, labels)
     assert classes.tolist() == [1, 2, 3, 4, 5]  # 0 and 6 absent, 3 from a single voxel

@@ -54,6 +54,24 @@ def training_step(
     return step
 
 
+def branch_step(model: Segmentor, batch: dict, device: torch.device) -> Callable[[], None]:
+    """The center branch alone, forward and backward to the backbone's features, on the
+    features the backbone gives ``batch``: what CeCo adds to a step, measured directly (the
+    difference of two whole steps is lost in their noise on a shared machine)."""
+    model.train()
+    labels = batch["labels"].to(device)
+    with torch.no_grad():
+        features = model(sparse_input(batch["feats"], batch["coords"], device))["features"]
+    features.requires_grad_()
+
+    def step() -> None:
+        logits, classes = model.center_head(features, labels)
+        torch.nn.functional.cross_entropy(logits, classes).backward()
+        features.grad = None
+
+    return step
+
+
 def forward_pass(model: Segmentor, batch: dict, device: torch.device) -> Callable[[], None]:
     @torch.no_grad()
     def forward() -> None:
@@ -73,8 +91,10 @@ def bench_training(
     after their steps (the "trained" models of the inference benchmark)."""
     built = {loss: build_training(cfg, device) for loss, cfg in cfgs.items()}
     steps = {loss: training_step(*parts, batch, device) for loss, parts in built.items()}
+    steps["branch"] = branch_step(built["ceco"][0], batch, device)
     cpu: dict[str, list[float]] = {}
     times = interleaved(steps, repeats, warmup, device, cpu_times=cpu)
+    branch = summary_ms(times["branch"])
     ce, ceco = summary_ms(times["ce"]), summary_ms(times["ceco"])
     ratio = ceco["median_ms"] / ce["median_ms"]
     cpu_ratio = float(np.median(cpu["ceco"]) / np.median(cpu["ce"]))
@@ -93,6 +113,10 @@ def bench_training(
         "cpu_ratio": cpu_ratio,
         "cpu_paired_ratio": paired_ratio(cpu["ceco"], cpu["ce"]),
         "cpu_overhead_pct": 100 * (cpu_ratio - 1),
+        # The branch alone (forward + backward), as a share of the CE step
+        "branch": branch,
+        "branch_pct": 100 * branch["median_ms"] / ce["median_ms"],
+        "branch_cpu_pct": 100 * float(np.median(cpu["branch"]) / np.median(cpu["ce"])),
         "target_overhead_pct": TARGET_OVERHEAD_PCT,
         "paper_overhead_pct": PAPER_OVERHEAD_PCT,
     }
