@@ -57,7 +57,8 @@ def run_all(preset: Preset, device: torch.device) -> dict:
             for model in preset.models
         }  # fmt: skip
         first = preset.models[0]
-        batch = training_batch(cfgs[first]["ce"])  # one scene and crop for every model
+        # one batch (scenes and crops) for every model
+        batch = training_batch(cfgs[first]["ce"], preset.batch_scenes)
         results["training_step"] = {}
         for model in preset.models:
             _say(f"1. training step: ce vs ceco, {model}, {len(batch['labels'])} voxels")

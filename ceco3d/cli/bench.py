@@ -7,6 +7,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench                  # MinkUNet34C, 100k-voxel scene: about 8 minutes on 2 cores
     ceco3d-bench --quick          # tiny sizes, under a minute: a first look (and the test)
     ceco3d-bench --device cuda    # the model measurements on the GPU
+    ceco3d-bench --device cuda --preset gpu   # a batch of 4 scenes x ~100k voxels
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="ceco3d-bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, under a minute")
+    parser.add_argument(
+        "--preset", choices=("full", "gpu", "quick"), default="full",
+        help="sizes (default: full; gpu: 4-scene batches; --quick is --preset quick)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder")
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (preset default)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from ceco3d.engine.train import resolve_device
     from ceco3d.io import json_safe, save_json, save_text
 
-    preset_name = "quick" if args.quick else "full"
+    preset_name = "quick" if args.quick else args.preset
     preset = PRESETS[preset_name]
     if args.repeats is not None:
         preset = dataclasses.replace(preset, repeats=args.repeats)
