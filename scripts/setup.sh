@@ -105,8 +105,12 @@ esac
 KIND=$([[ $want_cuda == 1 ]] && echo cuda || echo cpu)
 BUILD_ME=(bash "$ROOT/scripts/build_minkowski.sh")
 KEY=$("${BUILD_ME[@]}" --print-key "$VPY" "$KIND")
-if [[ "$installed_key" == "$KEY" ]]; then
-    step "MinkowskiEngine $KEY already installed"
+# Keys differ in the GPU architectures only (…-sm90-patch… against the default's): keep the
+# installed build unless TORCH_CUDA_ARCH_LIST asks for others.
+same_but_arch() { [[ "${1%%-sm*}" == "${2%%-sm*}" && "${1##*-patch}" == "${2##*-patch}" ]]; }
+if [[ "$installed_key" == "$KEY" ]] \
+    || { [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]] && same_but_arch "$installed_key" "$KEY"; }; then
+    step "MinkowskiEngine $installed_key already installed"
 else
     step "MinkowskiEngine $KEY: cached wheel, or a build (several minutes; CUDA: tens of minutes)"
     WHEEL_DIR=$("${BUILD_ME[@]}" "$VPY" "$KIND") || die "MinkowskiEngine build failed (see above)"
