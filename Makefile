@@ -3,10 +3,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP := bash scripts/setup.sh
 
-.PHONY: setup test test-fast demo demo-quick seeds bench lint format clean
+.PHONY: setup setup-cuda gpu-bundle test test-fast demo demo-quick seeds bench lint format clean
 
 setup:
 	@$(SETUP)
+
+# MinkowskiEngine with CUDA, no GPU needed to build it (README, "GPU machines"); not part of CI.
+setup-cuda:
+	@CECO3D_ME_CUDA=1 $(SETUP)
+
+# What scripts/gpu_check.sh needs on a GPU machine without network, into gpu_bundle/.
+gpu-bundle:
+	bash scripts/gpu_bundle.sh
 
 test: setup
 	$(PY) -m pytest

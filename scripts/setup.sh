@@ -12,21 +12,17 @@
 #                  On a CUDA machine, install the CUDA build of torch into the venv first
 #                  (or point CECO3D_TORCH at it); the MinkowskiEngine build then follows torch.
 #   CECO3D_ME_CUDA auto (default: CUDA build when torch has CUDA, nvcc exists and a GPU answers),
-#                  0 (force CPU-only) or 1 (force CUDA).
-#   MAX_JOBS       parallel compile jobs (default: number of cores)
+#                  0 (force CPU-only) or 1 (force CUDA; no GPU needed: `make setup-cuda`).
+#   MAX_JOBS, TORCH_CUDA_ARCH_LIST, CUDA_HOME: see scripts/build_minkowski.sh, which builds
+#                  MinkowskiEngine.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CECO3D_VENV:-$ROOT/.venv}"
-CACHE="${CECO3D_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ceco3d}"
 TORCH_REQ="${CECO3D_TORCH:-torch==2.13.0}"
-ME_VERSION=0.5.4
-ME_SHA256=b1879c00d0b0b1d30ba622cce239886a7e3c78ee9da1064cdfe2f64c2ab15f94
-ME_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION.patch"
 # open3d (ceco3d-predict, ceco3d-view): the CPU-only wheel where PyPI has one for the platform,
 # else the full one. Only those two commands import it, so training and prep never load it.
 O3D_VERSION=0.20.0
-export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 T0=$(date +%s)
@@ -35,7 +31,8 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # The stamp records what this environment was built from; unchanged inputs mean nothing to do.
 stamp_inputs() {
-    cat "$ROOT/pyproject.toml" "$ME_PATCH" "$ROOT/scripts/setup.sh"
+    cat "$ROOT/pyproject.toml" "$ROOT"/scripts/patches/*.patch "$ROOT/scripts/setup.sh" \
+        "$ROOT/scripts/build_minkowski.sh"
     echo "$TORCH_REQ ${CECO3D_ME_CUDA:-auto}"
 }
 STAMP="$VENV/.ceco3d-setup"
@@ -119,78 +116,33 @@ EOF
 )
 
 # --- 3. MinkowskiEngine: cached wheel, or fetch + verify + patch + build ---------------------
+installed_key=$("$VPY" -W ignore -c "import MinkowskiEngine, pathlib; print(pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').read_text().strip())" 2>/dev/null || true)
 want_cuda=0
 case "${CECO3D_ME_CUDA:-auto}" in
-    1) want_cuda=1 ;;
+    1) want_cuda=1
+       [[ "$TORCH_CUDA" != none ]] || die "CECO3D_ME_CUDA=1, but the torch in $VENV ($TORCH_VERSION) is a \
+CPU-only build. Install a CUDA build of torch into $VENV first (pip may have picked a CPU wheel \
+from a find-links folder or index in its configuration: see 'pip config list' and PIP_FIND_LINKS)" ;;
     0) want_cuda=0 ;;
-    auto) if [[ "$TORCH_CUDA" != none ]] && command -v nvcc >/dev/null \
-              && "$VPY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    # auto also keeps a CUDA build that `make setup-cuda` made on a machine without a GPU.
+    auto) if [[ "$TORCH_CUDA" != none ]] && { [[ "$installed_key" == *-cu[0-9]* ]] \
+              || { command -v nvcc >/dev/null \
+                   && "$VPY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; }; }; then
               want_cuda=1
           fi ;;
 esac
-VARIANT=$([[ $want_cuda == 1 ]] && echo "cu${TORCH_CUDA//./}" || echo cpu)
-KEY="me${ME_VERSION}-torch${TORCH_VERSION}-${PYTAG}-${VARIANT}-patch$(sha256sum "$ME_PATCH" | cut -c1-8)"
-WHEEL_DIR="$CACHE/wheels/$KEY"
-
-installed_key=$("$VPY" -W ignore -c "import MinkowskiEngine, pathlib; print(pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').read_text().strip())" 2>/dev/null || true)
-if [[ "$installed_key" == "$KEY" ]]; then
-    step "MinkowskiEngine $KEY already installed"
+KIND=$([[ $want_cuda == 1 ]] && echo cuda || echo cpu)
+BUILD_ME=(bash "$ROOT/scripts/build_minkowski.sh")
+KEY=$("${BUILD_ME[@]}" --print-key "$VPY" "$KIND")
+# Keys differ in the GPU architectures only (…-sm90-patch… against the default's): keep the
+# installed build unless TORCH_CUDA_ARCH_LIST asks for others.
+same_but_arch() { [[ "${1%%-sm*}" == "${2%%-sm*}" && "${1##*-patch}" == "${2##*-patch}" ]]; }
+if [[ "$installed_key" == "$KEY" ]] \
+    || { [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]] && same_but_arch "$installed_key" "$KEY"; }; then
+    step "MinkowskiEngine $installed_key already installed"
 else
-    if ! ls "$WHEEL_DIR"/*.whl >/dev/null 2>&1; then
-        step "no cached MinkowskiEngine wheel for $KEY: building it (several minutes)"
-        mkdir -p "$CACHE/sdist"
-        SDIST="$CACHE/sdist/MinkowskiEngine-$ME_VERSION.tar.gz"
-        # A separate build environment: MinkowskiEngine's setup.py needs setuptools<70 and
-        # uninstalls MinkowskiEngine from whatever environment runs it.
-        BVENV="$CACHE/build-env/torch$TORCH_VERSION-$PYTAG"
-        if [[ ! -x "$BVENV/bin/python" ]]; then
-            step "creating build environment $BVENV"
-            "$PY" -m venv "$BVENV"
-            # torch without its dependency pins: it asks for setuptools>=77, which the sdist's
-            # setup.py cannot use (pip's resolver complaint about that is expected; see the log).
-            { "$BVENV/bin/python" -m pip install -q --no-deps "torch==$TORCH_VERSION" \
-                && "$BVENV/bin/python" -m pip install -q "numpy" "wheel" "setuptools<70" ninja \
-                    typing-extensions sympy networkx jinja2 fsspec filelock; } \
-                > "$BVENV.log" 2>&1 || { tail -n 20 "$BVENV.log" >&2; die "could not create $BVENV"; }
-        fi
-        if [[ ! -f "$SDIST" ]] || ! echo "$ME_SHA256  $SDIST" | sha256sum -c --quiet - 2>/dev/null; then
-            step "downloading the MinkowskiEngine $ME_VERSION source package"
-            rm -f "$SDIST"
-            TMPD=$(mktemp -d)
-            # PATH: setup.py runs 'pip uninstall MinkowskiEngine' even for metadata.
-            (cd "$TMPD" && PATH="$BVENV/bin:$PATH" "$BVENV/bin/python" -m pip download -q --no-deps --no-binary :all: \
-                --no-build-isolation "minkowskiengine==$ME_VERSION" -d "$TMPD") \
-                || die "could not download minkowskiengine==$ME_VERSION (is the package registry reachable?)"
-            mv "$TMPD"/MinkowskiEngine-$ME_VERSION.tar.gz "$SDIST.tmp" && mv "$SDIST.tmp" "$SDIST"
-            rm -rf "$TMPD"
-        fi
-        echo "$ME_SHA256  $SDIST" | sha256sum -c --quiet - \
-            || { rm -f "$SDIST"; die "sha256 mismatch for $SDIST (removed; run again)"; }
-        step "sha256 verified; extracting and applying scripts/patches/$(basename "$ME_PATCH")"
-        BUILD=$(mktemp -d)
-        trap 'rm -rf "$BUILD"' EXIT
-        tar -xzf "$SDIST" -C "$BUILD"
-        SRC="$BUILD/MinkowskiEngine-$ME_VERSION"
-        patch -s -p1 -d "$SRC" < "$ME_PATCH"
-        if [[ $want_cuda == 1 ]]; then FLAGS=(--force_cuda --blas=openblas); else FLAGS=(--cpu_only --blas=openblas); fi
-        step "compiling MinkowskiEngine ($VARIANT, MAX_JOBS=$MAX_JOBS); log: $BUILD/build.log"
-        (cd "$SRC" && PATH="$BVENV/bin:$PATH" "$BVENV/bin/python" setup.py bdist_wheel "${FLAGS[@]}" \
-            > "$BUILD/build.log" 2>&1) &
-        pid=$!
-        while kill -0 "$pid" 2>/dev/null; do
-            sleep 20
-            done_files=$(grep -o -E '^\[[0-9]+/[0-9]+\]' "$BUILD/build.log" | tail -n 1 || true)
-            step "  ... still compiling (ninja ${done_files:-[0/?]} source files started)"
-        done
-        if ! wait "$pid"; then
-            tail -n 40 "$BUILD/build.log" >&2
-            die "MinkowskiEngine build failed (last lines above). See README, Troubleshooting."
-        fi
-        mkdir -p "$WHEEL_DIR.tmp"
-        cp "$SRC"/dist/*.whl "$WHEEL_DIR.tmp"/
-        rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.tmp" "$WHEEL_DIR"
-        step "cached wheel in $WHEEL_DIR"
-    fi
+    step "MinkowskiEngine $KEY: cached wheel, or a build (several minutes; CUDA: tens of minutes)"
+    WHEEL_DIR=$("${BUILD_ME[@]}" "$VPY" "$KIND") || die "MinkowskiEngine build failed (see above)"
     step "installing MinkowskiEngine from $WHEEL_DIR"
     "$VPY" -m pip install -q --no-deps --force-reinstall "$WHEEL_DIR"/*.whl
     "$VPY" -W ignore -c "import MinkowskiEngine, pathlib, sys; pathlib.Path(MinkowskiEngine.__file__).parent.joinpath('_ceco3d_build_key').write_text(sys.argv[1])" "$KEY"

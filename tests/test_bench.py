@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
@@ -13,6 +14,14 @@ import pytest
 import torch
 
 pytest.importorskip("MinkowskiEngine", reason="the benchmark runs MinkowskiEngine models")
+
+from ceco3d.tools.bench.workspace import (
+    PRESETS,
+    compose_config,
+    config_overrides,
+    training_batch,
+)
+from tests.fixtures import VOXEL_SIZE, synthetic_scannet  # noqa: F401 (fixture)
 
 # Quantities that must be positive; ratios like the CeCo overhead may have either sign.
 POSITIVE = {
@@ -132,3 +141,15 @@ def test_quick_bench_on_gpu(tmp_path):
     _check(results, "cuda")
     sizes = results["memory"]["minkunet14a"]["sizes"]
     assert all(size["ce"]["gpu_peak_mib"] > 0 for size in sizes)
+
+
+def test_training_batch_collates_the_presets_scenes(synthetic_scannet):  # noqa: F811
+    # The gpu preset's batch: the first train scenes, each cropped, with their own batch index.
+    preset = dataclasses.replace(PRESETS["gpu"], voxel_size=VOXEL_SIZE, train_voxels=400)
+    cfg = compose_config(config_overrides(synthetic_scannet.prepared, preset, "minkunet14a"))
+    batch = training_batch(cfg, preset.batch_scenes)
+    scene_index, counts = batch["coords"][:, 0].unique(return_counts=True)
+    assert scene_index.tolist() == list(range(preset.batch_scenes))
+    assert (counts <= 400).all() and len(batch["labels"]) == counts.sum()
+    with pytest.raises(ValueError, match="train scene"):
+        training_batch(cfg, 99)

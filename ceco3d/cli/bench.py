@@ -9,6 +9,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench --device cuda    # the model measurements on the GPU
     ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about a minute
     ceco3d-bench --only ceco      # CeCo's cost alone: training step and memory, both models
+    ceco3d-bench --device cuda --preset gpu   # a batch of 4 scenes x ~100k voxels
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="ceco3d-bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, under a minute")
+    parser.add_argument(
+        "--preset", choices=("full", "gpu", "quick"), default="full",
+        help="sizes (default: full; gpu: 4-scene batches; --quick is --preset quick)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder")
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (preset default)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from ceco3d.tools.bench.run import run_all
     from ceco3d.tools.bench.workspace import PRESETS
 
-    preset_name = "quick" if args.quick else "full"
+    preset_name = "quick" if args.quick else args.preset
     preset = PRESETS[preset_name]
     if args.repeats is not None:
         preset = dataclasses.replace(preset, repeats=args.repeats)

@@ -63,7 +63,7 @@ def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: tor
     for max_voxels in preset.memory_voxels:
         batch_path = work / f"batch_{max_voxels}.pt"
         overrides = config_overrides(root, preset, model, "ce", max_voxels)
-        batch = training_batch(compose_config(overrides))
+        batch = training_batch(compose_config(overrides), preset.batch_scenes)
         save_batch(batch, batch_path)
         row = {"max_voxels": max_voxels, "voxels": len(batch["labels"])}
         for loss in preset.memory_losses:

@@ -34,8 +34,9 @@ def _training(results: dict, settings: dict) -> list[str]:
         "",
         "## 1. CeCo training-step overhead",
         "",
-        f"{first['num_classes']} classes, one synthetic scene at "
-        f"{100 * settings['voxel_size']:g} cm cropped to {first['voxels']:,} voxels; forward + "
+        f"{first['num_classes']} classes, {settings['batch_scenes']} synthetic scene(s) at "
+        f"{100 * settings['voxel_size']:g} cm, {settings['train_voxels']:,} voxels at most each, "
+        f"{first['voxels']:,} in all; forward + "
         "backward + SGD step, SparseTensor rebuilt every step; "
         f"{settings['repeats']} timed steps per loss after {first['warmup']} warm-up step(s), "
         "CE, CeCo and the center branch alone alternating (order reversed every round). "

@@ -86,7 +86,7 @@ def _model_sections(
         for model in preset.models
     }  # fmt: skip
     first = preset.models[0]
-    batch = training_batch(cfgs[first]["ce"])  # one scene and crop for every model
+    batch = training_batch(cfgs[first]["ce"], preset.batch_scenes)  # one batch for every model
     if "training_step" in sections:
         results["training_step"] = {}
         for model in preset.models:

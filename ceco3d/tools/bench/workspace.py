@@ -29,7 +29,8 @@ class Preset:
     # ScanNet scenes have about 150k), 0.025 would give 270k-420k
     vertex_spacing: float
     voxel_size: float
-    train_voxels: int  # the training batch: one augmented scene cropped to this many voxels
+    train_voxels: int  # the training batch: augmented scenes, each cropped to this many voxels
+    batch_scenes: int  # train scenes in the training batch (the memory benchmark's too)
     memory_voxels: tuple[int, ...]  # crops of the memory benchmark
     memory_losses: tuple[str, ...]  # one fresh process per crop and loss
     loader_batches: int  # batches per loader round
@@ -41,13 +42,20 @@ class Preset:
 PRESETS = {
     "full": Preset(
         models=("minkunet34c", "res16unet34c"), scenes=4, vertex_spacing=0.035, voxel_size=0.02,
-        train_voxels=100_000, memory_voxels=(25_000, 50_000, 100_000),
+        train_voxels=100_000, batch_scenes=1, memory_voxels=(25_000, 50_000, 100_000),
         memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
         repeats=7, warmup=1,
     ),
+    # A ScanNet-size GPU batch, 4 scenes x ~100k voxels, inside gpu_check.sh's 4 minutes.
+    "gpu": Preset(
+        models=("minkunet34c", "res16unet34c"), scenes=5, vertex_spacing=0.035, voxel_size=0.02,
+        train_voxels=100_000, batch_scenes=4, memory_voxels=(50_000, 100_000),
+        memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
+        repeats=5, warmup=1,
+    ),
     "quick": Preset(
         models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
-        train_voxels=8_000, memory_voxels=(2_000, 4_000, 8_000),
+        train_voxels=8_000, batch_scenes=1, memory_voxels=(2_000, 4_000, 8_000),
         memory_losses=("ce",), loader_batches=2, predict_points=(20_000,), repeats=2, warmup=1,
     ),
 }  # fmt: skip
@@ -105,9 +113,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("train", overrides=overrides)
 
 
-def training_batch(cfg: DictConfig) -> dict:
-    """The first training scene as training sees it: augmented, voxelized, cropped, collated."""
-    return collate([build_dataset(cfg, "train", training=True)[0]])
+def training_batch(cfg: DictConfig, scenes: int = 1) -> dict:
+    """The first ``scenes`` training scenes as training sees them: augmented, voxelized,
+    cropped, collated into one batch."""
+    dataset = build_dataset(cfg, "train", training=True)
+    if len(dataset) < scenes:
+        raise ValueError(f"a batch of {scenes} scenes, but {len(dataset)} train scene(s)")
+    return collate([dataset[i] for i in range(scenes)])
 
 
 def save_batch(batch: dict, path: Path) -> None:
