@@ -138,9 +138,9 @@ train() {
 # The stages run under timeout, in a fresh bash that needs the functions and paths.
 export -f import_check pytest_gpu bench train
 export PY ROOT OUT WORK
-stage "import check" 60 import_check
-stage "pytest -m gpu" "${GPU_CHECK_PYTEST_S:-150}" pytest_gpu
-stage "ceco3d-bench --device cuda --preset gpu" "${GPU_CHECK_BENCH_S:-240}" bench
+stage "import check" 30 import_check
+stage "pytest -m gpu" "${GPU_CHECK_PYTEST_S:-100}" pytest_gpu
+stage "ceco3d-bench --device cuda --preset gpu" "${GPU_CHECK_BENCH_S:-200}" bench
 stage "200-step training, synthetic ScanNet200, GPU" "${GPU_CHECK_TRAIN_S:-150}" train
 
 say "done: $FAILED stage(s) failed; results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
