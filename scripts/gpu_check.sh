@@ -12,7 +12,7 @@
 #   gpu_check.log      everything printed, with each stage's time and status
 #   machine.txt        GPU, driver, CPU, torch and MinkowskiEngine builds
 #   pytest_gpu.txt     pytest -m gpu
-#   bench.json, bench.md   ceco3d-bench --device cuda --preset gpu
+#   bench.json, bench.md   ceco3d-bench --device cuda --preset gpu --only model
 #   train.log, train_summary.json   the 200-step training (experiment=gpu_check) and its validation
 # Stage time limits in seconds (GPU_CHECK_PYTEST_S, _BENCH_S, _TRAIN_S) keep the total near 8 min.
 # Exit status: the number of stages that failed (0: all passed).
@@ -121,7 +121,7 @@ pytest_gpu() {
     return $status
 }
 bench() {
-    "$PY" -m ceco3d.cli.bench --device cuda --preset gpu --out "$WORK/bench" \
+    "$PY" -m ceco3d.cli.bench --device cuda --preset gpu --only model --out "$WORK/bench" \
         && cp "$WORK/bench/bench.json" "$WORK/bench/bench.md" "$OUT/"
 }
 train() {
@@ -138,9 +138,9 @@ train() {
 # The stages run under timeout, in a fresh bash that needs the functions and paths.
 export -f import_check pytest_gpu bench train
 export PY ROOT OUT WORK
-stage "import check" 60 import_check
-stage "pytest -m gpu" "${GPU_CHECK_PYTEST_S:-150}" pytest_gpu
-stage "ceco3d-bench --device cuda --preset gpu" "${GPU_CHECK_BENCH_S:-240}" bench
+stage "import check" 30 import_check
+stage "pytest -m gpu" "${GPU_CHECK_PYTEST_S:-100}" pytest_gpu
+stage "ceco3d-bench --device cuda --preset gpu" "${GPU_CHECK_BENCH_S:-200}" bench
 stage "200-step training, synthetic ScanNet200, GPU" "${GPU_CHECK_TRAIN_S:-150}" train
 
 say "done: $FAILED stage(s) failed; results in $OUT: $(ls "$OUT" | tr '\n' ' ')"

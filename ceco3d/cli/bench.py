@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (preset default)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("--only", choices=sorted(SECTION_GROUPS),
-                        help="these sections alone: predict, or ceco (training step and "
-                             "memory)")  # fmt: skip
+                        help="these sections alone: predict; ceco (training step and "
+                             "memory); model (those and inference)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")

@@ -9,4 +9,8 @@ calls every measurement in the order the data flows, ``report`` writes the Markd
 """
 
 # What ``ceco3d-bench --only`` can run alone: a section, or a group of them by name.
-SECTION_GROUPS = {"predict": ("predict",), "ceco": ("training_step", "memory")}
+SECTION_GROUPS = {
+    "predict": ("predict",),
+    "ceco": ("training_step", "memory"),
+    "model": ("training_step", "inference", "memory"),  # what runs the model (gpu_check.sh)
+}

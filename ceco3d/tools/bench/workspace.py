@@ -46,12 +46,12 @@ PRESETS = {
         memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
         repeats=7, warmup=1,
     ),
-    # A ScanNet-size GPU batch, 4 scenes x ~100k voxels, inside gpu_check.sh's 4 minutes.
+    # A ScanNet-size GPU batch, 4 scenes x ~100k voxels, inside gpu_check.sh's 200 seconds.
     "gpu": Preset(
         models=("minkunet34c", "res16unet34c"), scenes=5, vertex_spacing=0.035, voxel_size=0.02,
         train_voxels=100_000, batch_scenes=4, memory_voxels=(50_000, 100_000),
         memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
-        repeats=5, warmup=1,
+        repeats=3, warmup=1,
     ),
     "quick": Preset(
         models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
