@@ -11,7 +11,6 @@ authors' released head (uper_head_ceco.py): explicit loops over voxels and class
 from __future__ import annotations
 
 import inspect
-import os
 
 import MinkowskiEngine as ME
 import pytest
@@ -206,9 +205,9 @@ def _ddp_worker(rank: int, store: str, sync: bool, out: str) -> None:
     dist.destroy_process_group()
 
 
-def run_two_ranks(tmp_path, sync: bool) -> list[dict]:
+def run_two_ranks(tmp_path, monkeypatch, sync: bool) -> list[dict]:
     out = str(tmp_path / f"rank_sync{sync}")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the spawned ranks only; undone after
     mp.spawn(_ddp_worker, args=(str(tmp_path / f"store{sync}"), sync, out), nprocs=WORLD)
     return [torch.load(f"{out}.{rank}") for rank in range(WORLD)]
 
@@ -224,8 +223,8 @@ def one_process(rows: torch.Tensor | None = None) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_keep_their_own_centers_by_default(tmp_path):
-    ranks = run_two_ranks(tmp_path, sync=False)
+def test_two_processes_keep_their_own_centers_by_default(tmp_path, monkeypatch):
+    ranks = run_two_ranks(tmp_path, monkeypatch, sync=False)
     assert ranks[0]["classes"].tolist() != ranks[1]["classes"].tolist()
     for rank, got in enumerate(ranks):
         # Each rank's branch is the one-process branch on its own voxels, BatchNorm included.
@@ -236,8 +235,8 @@ def test_two_processes_keep_their_own_centers_by_default(tmp_path):
 
 
 @pytest.mark.slow
-def test_synced_centers_equal_one_process_on_the_global_batch(tmp_path):
-    ranks = run_two_ranks(tmp_path, sync=True)
+def test_synced_centers_equal_one_process_on_the_global_batch(tmp_path, monkeypatch):
+    ranks = run_two_ranks(tmp_path, monkeypatch, sync=True)
     joint = one_process()
     for rank, got in enumerate(ranks):
         assert got["classes"].tolist() == joint["classes"].tolist()
