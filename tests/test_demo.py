@@ -1,4 +1,5 @@
-"""The README's main job in its quick form: ceco3d-demo --quick end to end (about 3 minutes)."""
+"""The demo: its synthetic data keeps ScanNet200's long tail, and ceco3d-demo --quick runs the
+README's main job end to end (about 3 minutes)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ceco3d.analysis.imbalance import imbalance_factor
+from ceco3d.data.layout import MANIFEST
 from ceco3d.data.meta import SCANNET200
 from ceco3d.export import check_submission
+from ceco3d.tools.demo import MODELS, PRESETS, _difference_table, _recipe, _seed_table
+from data_prep import prep
+from data_prep.synth import generate
 
-pytestmark = pytest.mark.slow
+
+def test_demo_data_has_a_scannet200_like_long_tail(tmp_path):
+    """The full preset's training split, prepared at its recipe's voxel size: point imbalance
+    factor >= 1,000, center imbalance factor >= 10, and head / common / tail are the thirds of
+    the used classes by training point count."""
+    preset = PRESETS["full"]
+    voxel_size = _recipe(preset.experiment).data.voxel_size
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    synth_args = ["--scenes", str(preset.scenes), "--test-scenes", "0", "--seed", "0",
+                  "--classes", str(preset.classes), "--vertex-spacing",
+                  str(preset.vertex_spacing)]  # fmt: skip
+    assert generate.main([str(raw), *synth_args]) == 0
+    assert prep.main([str(raw), str(prepared), "-j", "1", "--voxel-size", str(voxel_size)]) == 0
+    stats = json.loads((prepared / MANIFEST).read_text())["stats"]["train"]["scannet200"]
+    points, centers = np.array(stats["voxel_counts"]), np.array(stats["scene_counts"])
+    assert imbalance_factor(points)[1] == SCANNET200.num_classes - preset.classes
+    assert imbalance_factor(points)[0] >= 1000
+    assert imbalance_factor(centers)[0] >= 10
+    used = np.flatnonzero(points)
+    assert len(used) == preset.classes
+    by_count = used[np.argsort(-points[used], kind="stable")]
+    third = preset.classes // 3
+    groups = [SCANNET200.group_of_class[k] for k in by_count]
+    head = preset.classes - 2 * third
+    assert groups == ["head"] * head + ["common"] * third + ["tail"] * third
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     demo = Path(sys.executable).parent / "ceco3d-demo"
@@ -22,20 +54,48 @@ def test_quick_demo_end_to_end(tmp_path):
                           text=True, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (out / "results.md").read_text()
-    assert "| CE |" in table and "| CeCo |" in table
+    for name in MODELS:
+        assert f"| {name} |" in table
     results = json.loads((out / "results.json").read_text())
-    for loss in ("ce", "ceco"):
-        summary = results["per_seed"][loss][0]
-        assert 0 <= summary["mIoU"] <= 100 and summary["mIoU_head"] is not None
+    assert list(results["per_seed"]) == list(MODELS) == ["CE", "CE-weighted", "CeCo"]
+    for name in MODELS:
+        summary = results["per_seed"][name][0]
+        assert 0 <= summary["mIoU"] <= 100
+        assert all(summary[f"mIoU_{g}"] is not None for g in ("head", "common", "tail"))
+    assert set(results["analysis"]["models"]) == set(MODELS)
     assert results["analysis"]["imbalance_train"]["point_imbalance_factor"] >= 100
     zip_path = out / "submission_scannet200_test.zip"
     assert check_submission(zip_path, out / "raw", SCANNET200, split="test") == []
-    for png in ("accuracy_vs_frequency.png", "frequency_train.png", "collapse_curves.png"):
+    figures = ("accuracy_vs_frequency.png", "frequency_train.png", "collapse_curves.png",
+               "iou_by_train_frequency.png")  # fmt: skip
+    for png in figures:
         assert (out / "analysis" / png).stat().st_size > 1000
+        assert png in table
 
     # Running it again reuses every finished step instead of training anew.
     again = subprocess.run([str(demo), "--quick", "--out", str(out)], capture_output=True,
                            text=True, cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "trained and evaluated already" in again.stdout
+    assert again.stdout.count("trained and evaluated already") == len(MODELS)
     assert "already holds this data set" in again.stdout
+
+
+def test_seed_tables_give_spread_and_paired_differences():
+    def summary(miou: float, tail: float | None) -> dict:
+        return {"mIoU": miou, "mIoU_head": 50.0, "mIoU_common": 20.0, "mIoU_tail": tail,
+                "mAcc": 30.0, "allAcc": 80.0}  # fmt: skip
+
+    per_seed = {
+        "CE": [summary(10.0, 1.0), summary(12.0, 3.0), summary(14.0, 2.0)],
+        "CeCo": [summary(11.0, 2.0), summary(12.0, 5.0), summary(17.0, 2.0)],
+    }
+    spread = _seed_table(per_seed).splitlines()
+    # CE mIoU 10, 12, 14: mean 12, sample std 2.
+    assert spread[2].startswith("| CE | 3 | 12.00 ± 2.00 | 50.00 ± 0.00 |")
+    differences = _difference_table(per_seed).splitlines()
+    assert len(differences) == 3  # header, rule, one row: the baseline has no difference row
+    # CeCo - CE per seed: mIoU +1, 0, +3 (mean 1.33, sample std 1.53); tail +1, +2, 0.
+    cells = differences[2].split(" | ")
+    assert cells[0] == "| CeCo − CE"
+    assert cells[1] == "+1.33 ± 1.53 (+1.00 / +0.00 / +3.00)"
+    assert cells[4] == "+1.00 ± 1.00 (+1.00 / +2.00 / +0.00)"

@@ -13,7 +13,7 @@ from ceco3d.data.meta import SCANNET200
 from ceco3d.io import read_json, read_mesh
 from data_prep.labels import read_label_table
 from data_prep.synth import generate as synth
-from data_prep.synth.classes import CATALOGUE, select_classes
+from data_prep.synth.classes import CATALOGUE, MAX_CLASSES, select_classes
 from data_prep.synth.mesh import SHAPES, box, cylinder
 from data_prep.synth.scene import UNKNOWN_LABEL
 
@@ -111,15 +111,16 @@ def test_every_used_class_in_train_and_val_with_a_long_tail(raw):
     assert SCANNET200.group_of_class[order[len(present) - 1]] == "tail"
 
 
-def test_class_selection_spreads_over_the_groups():
-    for count in (5, 40, len(CATALOGUE)):
+def test_class_selection_takes_thirds_of_the_groups():
+    for count in (5, 15, 40, MAX_CLASSES):
         chosen = select_classes(count)
         groups = Counter(c.group for c in chosen)
-        assert len(chosen) == count and set(groups) == {"head", "common", "tail"}
+        assert len(chosen) == count and groups["common"] == groups["tail"] == count // 3
         assert {"wall", "floor"} <= {c.name for c in chosen}
-    assert Counter(c.group for c in select_classes(40)) == {"head": 16, "common": 12, "tail": 12}
-    with pytest.raises(ValueError):
-        select_classes(4)
+    assert Counter(c.group for c in select_classes(40)) == {"head": 14, "common": 13, "tail": 13}
+    for count in (4, MAX_CLASSES + 1):
+        with pytest.raises(ValueError, match="--classes must be between"):
+            select_classes(count)
 
 
 def test_label_table(raw):

@@ -51,6 +51,16 @@ def _class_axis(ax, class_names: Sequence[str], order: np.ndarray) -> None:
     ax.set_xlim(-0.6, len(order) - 0.4)
 
 
+def _group_runs(ax, shown_groups: np.ndarray) -> list[tuple[int, int]]:
+    """Shade each run of neighbouring classes in the same group; returns the runs' bar ranges."""
+    starts = np.flatnonzero(np.r_[True, shown_groups[1:] != shown_groups[:-1]])
+    ends = np.r_[starts[1:], len(shown_groups)]
+    for start, end in zip(starts, ends, strict=True):
+        color = GROUP_COLORS.get(shown_groups[start], "gray")
+        ax.axvspan(start - 0.5, end - 0.5, color=color, alpha=0.08, lw=0)
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
 def plot_frequency_histograms(
     path: str | os.PathLike,
     point_counts: np.ndarray,
@@ -59,7 +69,8 @@ def plot_frequency_histograms(
 ) -> Path:
     """Per-class point counts and center counts (scenes with the class), each sorted by size.
 
-    Log y scale; each panel's legend gives its imbalance factor (zero-count classes left out).
+    Log y scale; each panel's legend gives its imbalance factor. Zero-count classes are left
+    out of the factor and of the panel (a synthetic set uses a few of ScanNet200's classes).
     """
     panels = (
         ("points", "point", np.asarray(point_counts)),
@@ -72,11 +83,12 @@ def plot_frequency_histograms(
             raise ValueError(f"{len(counts)} {kind} counts for {num_classes} class names")
         factor, left_out = imbalance_factor(counts)
         order = np.argsort(-counts, kind="stable")
+        order = order[counts[order] > 0]
         label = f"{kind} imbalance factor {factor:.1f}"
         if left_out:
             label += f" ({left_out} zero-count classes left out)"
         ax = fig.add_subplot(2, 1, row)
-        ax.bar(np.arange(num_classes), np.maximum(counts[order], 0), color="tab:blue", label=label)
+        ax.bar(np.arange(len(order)), counts[order], color="tab:blue", label=label)
         ax.set_yscale("log")
         ax.set_ylabel(f"{unit} per class")
         _class_axis(ax, class_names, order)
@@ -172,12 +184,8 @@ def plot_group_iou(
     shown = groups[order]
     ax.bar(np.arange(len(order)), iou[order], color=[GROUP_COLORS.get(g, "gray") for g in shown])
     means = {group: _nanmean(iou[groups == group]) for group in dict.fromkeys(shown)}
-    # One shaded band per run of neighbouring bars in the same group, at the group's mean IoU.
-    starts = np.flatnonzero(np.r_[True, shown[1:] != shown[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    for start, end in zip(starts, ends, strict=True):
+    for start, end in _group_runs(ax, shown):
         color = GROUP_COLORS.get(shown[start], "gray")
-        ax.axvspan(start - 0.5, end - 0.5, color=color, alpha=0.08, lw=0)
         ax.hlines(means[shown[start]], start - 0.5, end - 0.5, color=color, ls="--", lw=1)
     handles = [
         Patch(color=GROUP_COLORS.get(group, "gray"), label=f"{group or 'all'}: {mean:.3f}")
@@ -187,4 +195,39 @@ def plot_group_iou(
     ax.set_title(f"{label_set.name}: per-class IoU (legend: mean IoU per group)")
     _class_axis(ax, label_set.names, order)
     ax.legend(handles=handles, loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_iou_by_frequency(
+    path: str | os.PathLike,
+    ious: Mapping[str, np.ndarray],
+    train_counts: np.ndarray,
+    label_set: LabelSet,
+) -> Path:
+    """Per-class IoU of several models side by side, classes sorted by training point count
+    (most frequent left); classes absent from training are left out. The background shades
+    each class's group (head / common / tail) and the legend gives each model's group means.
+    """
+    counts = np.asarray(train_counts)
+    if len(counts) != label_set.num_classes:
+        raise ValueError(f"{len(counts)} counts for {label_set.num_classes} classes")
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] > 0]
+    groups = np.array(label_set.group_of_class)
+    shown = groups[order]
+    fig = Figure(figsize=(max(8.0, 0.3 * len(order) * len(ious)), 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(ious), 1)
+    for index, (name, iou) in enumerate(ious.items()):
+        iou = np.asarray(iou, dtype=np.float64)
+        means = " / ".join(f"{_nanmean(iou[groups == g]):.3f}" for g in dict.fromkeys(shown))
+        x = np.arange(len(order)) - 0.4 + width * (index + 0.5)
+        ax.bar(x, iou[order], width, label=f"{name} ({'/'.join(dict.fromkeys(shown))}: {means})")
+    _group_runs(ax, shown)
+    ax.set_ylabel("IoU")
+    ax.set_title(
+        f"{label_set.name}: per-class IoU, classes by training point count (shading: group)"
+    )
+    _class_axis(ax, label_set.names, order)
+    ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)

@@ -46,7 +46,7 @@ def analyze(
     if len(names) != len(ckpts):
         raise UsageError(f"names: {len(names)} names for {len(ckpts)} checkpoints")
     report: dict = {"split": split, "models": {}}
-    accuracies, curves, label_set = {}, {}, None
+    accuracies, ious, curves, label_set = {}, {}, {}, None
     # Every checkpoint is loaded before any is evaluated: a mismatch fails before the work.
     loaded = [load_for_inference(c, data_overrides, device=str(device)) for c in ckpts]
     label_sets = {c: cfg.data.label_set for c, (_, cfg) in zip(ckpts, loaded, strict=True)}
@@ -64,6 +64,7 @@ def analyze(
         acc = accuracy_per_class(results["confusion"])
         train_voxels, train_scenes = split_counts(dataset, "train")
         accuracies[name] = acc
+        ious[name] = iou_per_class(results["confusion"])
         report["models"][name] = {
             "checkpoint": str(Path(ckpt).resolve()),
             "collapse": results["collapse"],
@@ -76,9 +77,7 @@ def analyze(
         curves[name] = read_scalars(
             Path(ckpt).resolve().parent.parent, list(COLLAPSE_TAGS.values())
         )
-        plots.plot_group_iou(
-            out / f"iou_{name}.png", iou_per_class(results["confusion"]), label_set
-        )
+        plots.plot_group_iou(out / f"iou_{name}.png", ious[name], label_set)
 
     for counts_split in sorted({"train", split}):
         if counts_split in dataset.manifest["stats"]:
@@ -100,6 +99,7 @@ def analyze(
         normalized_frequency(train_scenes),
         class_names=label_set.names,
     )
+    plots.plot_iou_by_frequency(out / "iou_by_train_frequency.png", ious, train_voxels, label_set)
     if any(any(values for values in run.values()) for run in curves.values()):
         plots.plot_collapse_curves(out / "collapse_curves.png", curves)
     save_json(out / "analysis.json", json_safe(report))

@@ -3,7 +3,7 @@ use every layer of ceco3d and ``data_prep``; nothing in ceco3d but ``cli`` impor
 
 from omegaconf import DictConfig
 
-# What the bench and the demo compare: the baseline and the method (conf/loss/<name>.yaml).
+# What the bench compares: the baseline and the method (conf/loss/<name>.yaml).
 COMPARED_LOSSES = ("ce", "ceco")
 
 

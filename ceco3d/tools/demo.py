@@ -1,13 +1,16 @@
-"""ceco3d-demo: the whole system on a synthetic long-tailed ScanNet200, CE against CeCo.
+"""ceco3d-demo: the whole system on a synthetic long-tailed ScanNet200: CE, class-weighted CE
+and CeCo.
 
 Runs the same commands a user runs (each as its own process): ceco3d-synth -> ceco3d-prep ->
-ceco3d-train (CE, then CeCo: same seed, data and budget) -> ceco3d-eval -> ceco3d-analyze ->
-ceco3d-submit (+ check=), and ends with a comparison table (Markdown and JSON). Finished steps
-are reused when the same command runs again (more seeds, or after an interruption).
+ceco3d-train (CE, weighted CE, CeCo: same seed, data and budget) -> ceco3d-eval ->
+ceco3d-analyze -> ceco3d-submit (+ check=), and ends with a comparison table (Markdown and
+JSON) and the analysis figures. Finished steps are reused when the same command runs again
+(more seeds, or after an interruption).
 
     ceco3d-demo                      # about 20 minutes on 2 CPU cores
     ceco3d-demo --quick              # about 3 minutes, a first look
-    ceco3d-demo --seeds 0 1 2        # CE vs CeCo over several training seeds, mean and spread
+    ceco3d-demo --seeds 0 1 2        # over several training seeds: mean, spread and the paired
+                                     # per-seed differences to CE
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from omegaconf import OmegaConf
 from ceco3d.device import CHILD_WARNINGS
 from ceco3d.io import save_json
 from ceco3d.paths import CONF_DIR
-from ceco3d.tools import COMPARED_LOSSES, backbone_name
+from ceco3d.tools import backbone_name
 
-# The synthetic benchmark is fixed from ScanNet200's statistics (see data_prep/synth/classes.py),
-# not tuned for either loss; the sizes are chosen for a 2-core CPU.
+# The synthetic benchmark keeps ScanNet200's long tail (data_prep/synth/classes.py); its sizes
+# and the recipe were tuned on the CE baseline alone, for a 2-core CPU. CeCo keeps the paper's
+# settings (conf/loss/ceco.yaml, conf/model/center_head/ceco.yaml).
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,17 @@ class Preset:
 
 
 PRESETS = {
-    "full": Preset(40, 4, 40, 0.05, "demo"),
-    "quick": Preset(12, 2, 24, 0.08, "demo_quick"),
+    "full": Preset(60, 2, 15, 0.06, "demo"),
+    "quick": Preset(12, 1, 15, 0.08, "demo_quick"),
 }
 STAT_COLUMNS = [
     ("mIoU", "mIoU"), ("head", "mIoU_head"), ("common", "mIoU_common"), ("tail", "mIoU_tail"),
     ("mAcc", "mAcc"), ("allAcc", "allAcc"),
 ]  # fmt: skip
+# The compared models: report name -> conf/loss/<name>.yaml; the baseline comes first, and the
+# seed table gives every other model's per-seed difference to it.
+MODELS = {"CE": "ce", "CE-weighted": "ce_weighted", "CeCo": "ceco"}
+BASELINE = "CE"
 COLLAPSE_COLUMNS = [
     ("equiang. F", "equiangularity_features"), ("sep. F", "separation_features"),
     ("equiang. W", "equiangularity_weights"), ("sep. W", "separation_weights"),
@@ -100,16 +108,63 @@ def _table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _values(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
+
+
+def _spread(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def _seed_table(per_seed: dict[str, list[dict]]) -> str:
     header = ["model", "seeds", *[c for c, _ in STAT_COLUMNS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, rows in per_seed.items():
-        cells = []
-        for _, key in STAT_COLUMNS:
-            values = np.array([r[key] if r[key] is not None else np.nan for r in rows])
-            cells.append(f"{np.nanmean(values):.2f} ± {np.nanstd(values):.2f}")
+        cells = ["{:.2f} ± {:.2f}".format(*_spread(_values(rows, key))) for _, key in STAT_COLUMNS]
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _difference_table(per_seed: dict[str, list[dict]]) -> str:
+    """Each model minus the baseline, seed by seed (same seed: same data order and init)."""
+    header = ["difference", *[c for c, _ in STAT_COLUMNS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, rows in per_seed.items():
+        if name == BASELINE:
+            continue
+        cells = []
+        for _, key in STAT_COLUMNS:
+            diff = _values(rows, key) - _values(per_seed[BASELINE], key)
+            each = " / ".join(f"{d:+.2f}" for d in diff)
+            cells.append("{:+.2f} ± {:.2f} ".format(*_spread(diff)) + f"({each})")
+        lines.append(f"| {name} − {BASELINE} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _checkpoint(out: Path, loss: str, seed: int) -> Path:
+    return out / "runs" / f"{loss}_seed{seed}" / "checkpoints" / "last.pt"
+
+
+def _train_and_evaluate(
+    out: Path, data_root: Path, preset: Preset, loss: str, seed: int, logs: Path
+) -> dict:
+    """Train one model (or reuse a finished run) and return its val summary."""
+    run_name = f"{loss}_seed{seed}"
+    ckpt = _checkpoint(out, loss, seed)
+    summary_path = out / "eval" / run_name / "summary.json"
+    done = ckpt.is_file() and summary_path.is_file()
+    if done and summary_path.stat().st_mtime > ckpt.stat().st_mtime:
+        print(f"[demo] {run_name}: trained and evaluated already ({summary_path})")
+        return json.loads(summary_path.read_text())
+    # The recipe sets trainer.resume=auto: an interrupted demo continues its runs.
+    _run(f"train {run_name}", "ceco3d.cli.train", f"experiment={preset.experiment}",
+         f"loss={loss}", f"seed={seed}", f"data.root={data_root}",
+         f"runs_root={out / 'runs'}", f"run_name={run_name}", log_dir=logs)  # fmt: skip
+    _run(f"eval {run_name}", "ceco3d.cli.evaluate", f"ckpt={ckpt}",
+         f"out={out / 'eval' / run_name}", "export.preview=true", "export.max_scenes=2",
+         log_dir=logs)  # fmt: skip
+    return json.loads(summary_path.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,51 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
          "--voxel-size", str(recipe.data.voxel_size), log_dir=logs)  # fmt: skip
 
-    per_seed: dict[str, list[dict]] = {loss: [] for loss in COMPARED_LOSSES}
+    per_seed = {name: [] for name in MODELS}
     for seed in args.seeds:
-        for loss in COMPARED_LOSSES:
-            run_name = f"{loss}_seed{seed}"
-            ckpt = out / "runs" / run_name / "checkpoints" / "last.pt"
-            summary_path = out / "eval" / run_name / "summary.json"
-            done = ckpt.is_file() and summary_path.is_file()
-            if done and summary_path.stat().st_mtime > ckpt.stat().st_mtime:
-                print(f"[demo] {run_name}: trained and evaluated already ({summary_path})")
-                per_seed[loss].append(json.loads(summary_path.read_text()))
-                continue
-            # The recipe sets trainer.resume=auto: an interrupted demo continues its runs.
-            _run(f"train {run_name}", "ceco3d.cli.train", f"experiment={preset.experiment}",
-                 f"loss={loss}", f"seed={seed}", f"data.root={prepared}",
-                 f"runs_root={out / 'runs'}", f"run_name={run_name}", log_dir=logs)  # fmt: skip
-            _run(f"eval {run_name}", "ceco3d.cli.evaluate", f"ckpt={ckpt}",
-                 f"out={out / 'eval' / run_name}", "export.preview=true",
-                 "export.max_scenes=2", log_dir=logs)  # fmt: skip
-            per_seed[loss].append(json.loads(summary_path.read_text()))
+        for name, loss in MODELS.items():
+            per_seed[name].append(_train_and_evaluate(out, prepared, preset, loss, seed, logs))
 
     first = args.seeds[0]
-    ckpts = [
-        str(out / "runs" / f"{loss}_seed{first}" / "checkpoints" / "last.pt")
-        for loss in COMPARED_LOSSES
-    ]
-    _run("analyze", "ceco3d.cli.analyze", f"ckpt=[{','.join(ckpts)}]", "names=[CE,CeCo]",
-         f"out={out / 'analysis'}", log_dir=logs)  # fmt: skip
+    ckpts = {name: _checkpoint(out, loss, first) for name, loss in MODELS.items()}
+    _run("analyze", "ceco3d.cli.analyze", f"ckpt=[{','.join(map(str, ckpts.values()))}]",
+         f"names=[{','.join(ckpts)}]", f"out={out / 'analysis'}", log_dir=logs)  # fmt: skip
     submission = out / "submission_scannet200_test.zip"
-    _run("submit", "ceco3d.cli.submit", f"ckpt={ckpts[1]}", "split=test", f"out={submission}",
-         log_dir=logs)  # fmt: skip
+    _run("submit", "ceco3d.cli.submit", f"ckpt={ckpts['CeCo']}", "split=test",
+         f"out={submission}", log_dir=logs)  # fmt: skip
     _run("submit check", "ceco3d.cli.submit", f"check={submission}", f"raw={raw}",
          "benchmark=scannet200", "split=test", log_dir=logs)  # fmt: skip
 
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
-    rows = {
-        name: {**per_seed[loss][0]}
-        for name, loss in zip(("CE", "CeCo"), COMPARED_LOSSES, strict=True)
-    }
     imbalance = analysis["imbalance_train"]
     minutes = (time.perf_counter() - start) / 60
     report = [
         f"# ceco3d demo ({'quick' if args.quick else 'full'} preset)",
         "",
-        f"Synthetic ScanNet200 ({preset.classes} classes, {preset.scenes} train+val scenes, data "
-        f"seed {args.data_seed}), experiment={preset.experiment}: {backbone_name(recipe)}, "
+        f"Synthetic ScanNet200 ({preset.classes} classes, a third each head, common and tail; "
+        f"{preset.scenes} train+val scenes, data seed {args.data_seed}), "
+        f"experiment={preset.experiment}: {backbone_name(recipe)}, "
         f"{recipe.data.voxel_size * 100:g} cm voxels, {recipe.trainer.max_steps} steps of batch "
         f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels), training seed "
         f"{first}. Point imbalance factor (train, voxels): "
@@ -196,20 +230,24 @@ def main(argv: list[str] | None = None) -> int:
         "neural-collapse statistics of the val features (F) and classifier weights (W), "
         "lower is closer to a simplex ETF.",
         "",
-        _table(rows),
+        _table({name: rows[0] for name, rows in per_seed.items()}),
     ]
     if len(args.seeds) > 1:
-        report += ["", f"Over training seeds {args.seeds} (mean ± std):", "",
-                   _seed_table({"CE": per_seed["ce"], "CeCo": per_seed["ceco"]})]  # fmt: skip
-    report += ["", f"Wall time: {minutes:.1f} min."]
+        report += ["", f"Over training seeds {args.seeds} (mean ± sample std):", "",
+                   _seed_table(per_seed), "",
+                   f"Paired per-seed difference to {BASELINE} (mean ± sample std, then each "
+                   "seed's):", "", _difference_table(per_seed)]  # fmt: skip
+    figures = sorted(p.name for p in (out / "analysis").glob("*.png"))
+    report += ["", f"Figures in {out / 'analysis'}: {', '.join(figures)}.", "",
+               f"Wall time: {minutes:.1f} min."]  # fmt: skip
     text = "\n".join(report) + "\n"
     (out / "results.md").write_text(text)
     recipe_used = {k: OmegaConf.to_container(recipe[k]) for k in ("model", "data", "trainer")}
-    summary = {"preset": preset.__dict__, "recipe": recipe_used, "per_seed": per_seed,
-               "analysis": analysis}  # fmt: skip
+    summary = {"preset": preset.__dict__, "recipe": recipe_used, "models": MODELS,
+               "per_seed": per_seed, "analysis": analysis}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     print("\n" + text)
-    print(f"[demo] plots: {out / 'analysis'}, {out / 'eval'}; submission: {submission}")
+    print(f"[demo] figures: {out / 'analysis'}, {out / 'eval'}; submission: {submission}")
     return 0
 
 

@@ -78,14 +78,14 @@ CATALOGUE = (
     _c("wall", 1, "structure", "", NONE, NONE, NONE, (200, 195, 185), 20, 0),
     _c("floor", 2, "structure", "", NONE, NONE, NONE, (140, 115, 90), 25, 0),
     _c("chair", 5, "chair", "floor", (0.42, 0.5), (0.42, 0.5), (0.8, 0.95), (120, 80, 50), 30, 3.0),
-    _c("table", 7, "table", "floor", (0.8, 1.6), (0.6, 1.0), (0.72, 0.78), (150, 110, 70), 25, 1.0),
+    _c("table", 7, "table", "floor", (0.8, 1.6), (0.6, 1.0), (0.72, 0.78), (150, 110, 70), 25, 1.5),
+    _c("couch", 6, "sofa", "floor", (1.6, 2.2), (0.8, 0.95), (0.75, 0.9), (110, 100, 130), 35,
+       0.5),
     _c("door", 8, "box", "wall", (0.8, 0.95), (0.04, 0.06), (2.0, 2.1), (160, 120, 80), 30, 1.0,
        aliases=("doors",)),
     _c("cabinet", 3, "box", "floor", (0.5, 1.2), (0.4, 0.6), (0.7, 1.1), (170, 140, 100), 30, 0.8,
        aliases=("cabinets",)),
     _c("bed", 4, "bed", "floor", (1.0, 1.8), (1.9, 2.1), (0.8, 1.1), (200, 190, 180), 25, 0.25),
-    _c("couch", 6, "sofa", "floor", (1.6, 2.2), (0.8, 0.95), (0.75, 0.9), (110, 100, 130), 35,
-       0.35),
     _c("desk", 14, "desk", "floor", (1.0, 1.6), (0.6, 0.8), (0.72, 0.76), (160, 120, 80), 25, 0.6),
     _c("office chair", 5, "office_chair", "floor", (0.5, 0.6), (0.5, 0.6), (0.9, 1.15),
        (50, 50, 55), 15, 0.8),
@@ -141,6 +141,15 @@ CATALOGUE = (
     _c("wardrobe", 39, "box", "floor", (0.9, 1.6), (0.55, 0.65), (1.8, 2.1), (160, 120, 80), 25,
        0.08, aliases=("wardrobe closet", "closet wardrobe")),
     # common
+    _c("ottoman", 39, "box", "floor", (0.55, 0.75), (0.55, 0.75), (0.4, 0.48), (230, 0, 230), 8,
+       0.3),
+    _c("bench", 39, "table", "floor", (1.2, 1.6), (0.35, 0.45), (0.42, 0.48), (255, 128, 0), 8,
+       0.3),
+    _c("piano", 39, "box", "floor", (1.4, 1.55), (0.55, 0.65), (1.1, 1.3), (25, 25, 30), 6, 0.1),
+    _c("laundry basket", 40, "cylinder", "floor", (0.45, 0.55), NONE, (0.5, 0.6), (0, 230, 230),
+       8, 0.3),
+    _c("suitcase", 40, "box", "floor", (0.45, 0.55), (0.25, 0.3), (0.65, 0.75), (20, 40, 230), 8,
+       0.3),
     _c("cushion", 18, "box", "top", (0.35, 0.5), (0.35, 0.5), (0.1, 0.15), (150, 110, 130), 40,
        0.15),
     _c("end table", 7, "table", "floor", (0.45, 0.6), (0.45, 0.6), (0.5, 0.6), (145, 105, 70), 25,
@@ -155,10 +164,6 @@ CATALOGUE = (
     _c("microwave", 40, "box", "top", (0.45, 0.55), (0.33, 0.4), (0.26, 0.32), (200, 200, 205),
        30, 0.08),
     _c("bottle", 40, "bottle", "top", (0.06, 0.09), NONE, (0.2, 0.3), (90, 140, 110), 50, 0.15),
-    _c("ottoman", 39, "box", "floor", (0.45, 0.7), (0.45, 0.7), (0.35, 0.45), (120, 100, 120), 35,
-       0.07),
-    _c("bench", 39, "table", "floor", (1.0, 1.6), (0.3, 0.4), (0.42, 0.48), (140, 110, 80), 25,
-       0.06),
     _c("basket", 40, "cylinder", "floor", (0.3, 0.45), NONE, (0.2, 0.35), (170, 130, 80), 25,
        0.06),
     _c("fan", 40, "lamp", "floor", (0.35, 0.45), (0.35, 0.45), (0.9, 1.3), (220, 220, 220), 20,
@@ -172,14 +177,9 @@ CATALOGUE = (
        0.06),
     _c("light", 38, "box", "wall", (0.2, 0.4), (0.1, 0.15), (0.1, 0.2), (240, 230, 200), 20, 0.05,
        elevation=(1.8, 2.1)),
-    _c("laundry basket", 40, "cylinder", "floor", (0.4, 0.55), NONE, (0.45, 0.6), (200, 200, 210),
-       30, 0.05),
     _c("mat", 20, "box", "floor", (0.6, 1.2), (0.4, 0.8), (0.01, 0.02), (130, 60, 50), 40, 0.05),
     _c("storage bin", 40, "box", "floor", (0.35, 0.6), (0.3, 0.45), (0.25, 0.4), (180, 180, 190),
        40, 0.05),
-    _c("piano", 39, "box", "floor", (1.4, 1.55), (0.55, 0.65), (1.1, 1.3), (30, 25, 25), 10, 0.03),
-    _c("suitcase", 40, "box", "floor", (0.4, 0.5), (0.22, 0.3), (0.6, 0.75), (60, 60, 80), 35,
-       0.04),
     _c("mattress", 4, "box", "floor", (0.9, 1.6), (1.9, 2.0), (0.15, 0.25), (225, 220, 210), 15,
        0.03),
     _c("ceiling light", 38, "box", "ceiling", (0.5, 1.2), (0.3, 0.6), (0.04, 0.08),
@@ -187,17 +187,21 @@ CATALOGUE = (
     _c("trash bin", 39, "cylinder", "floor", (0.25, 0.35), NONE, (0.3, 0.5), (100, 100, 105), 30,
        0.05),
     # tail
+    _c("bucket", 40, "cylinder", "floor", (0.4, 0.5), NONE, (0.4, 0.5), (0, 190, 0), 8, 0.03),
+    _c("ball", 40, "sphere", "floor", (0.45, 0.55), NONE, NONE, (245, 235, 0), 8, 0.03),
+    _c("fire extinguisher", 40, "cylinder", "floor", (0.24, 0.28), NONE, (0.75, 0.85),
+       (230, 0, 0), 8, 0.03),
+    _c("guitar", 40, "guitar", "floor", (0.45, 0.5), (0.14, 0.16), (1.1, 1.2), (120, 0, 255),
+       8, 0.03),
+    _c("speaker", 40, "box", "floor", (0.35, 0.4), (0.3, 0.35), (0.8, 0.95), (0, 110, 110),
+       8, 0.03),
     _c("cup", 40, "cylinder", "top", (0.07, 0.09), NONE, (0.08, 0.12), (220, 210, 200), 40, 0.04,
        aliases=("cups",)),
     _c("mouse", 40, "box", "top", (0.06, 0.07), (0.1, 0.12), (0.03, 0.04), (50, 50, 55), 20, 0.03),
     _c("plate", 40, "cylinder", "top", (0.2, 0.28), NONE, (0.015, 0.025), (235, 235, 230), 15,
        0.02),
-    _c("bucket", 40, "cylinder", "floor", (0.25, 0.32), NONE, (0.25, 0.35), (80, 120, 190), 50,
-       0.02),
     _c("clock", 40, "box", "wall", (0.25, 0.35), (0.04, 0.06), (0.25, 0.35), (210, 210, 200), 30,
        0.02, elevation=(1.8, 2.0)),
-    _c("speaker", 40, "box", "top", (0.15, 0.25), (0.15, 0.25), (0.25, 0.4), (30, 30, 30), 10,
-       0.02),
     _c("paper", 26, "box", "top", (0.21, 0.3), (0.28, 0.32), (0.003, 0.01), (245, 245, 245), 8,
        0.03, aliases=("papers",)),
     _c("toaster", 40, "box", "top", (0.25, 0.3), (0.15, 0.2), (0.18, 0.22), (190, 190, 195), 25,
@@ -208,9 +212,6 @@ CATALOGUE = (
        (235, 235, 230), 8, 0.02, elevation=(0.2, 0.4)),
     _c("tissue box", 40, "box", "top", (0.22, 0.25), (0.11, 0.13), (0.08, 0.12), (200, 170, 190),
        40, 0.015),
-    _c("fire extinguisher", 40, "cylinder", "floor", (0.13, 0.17), NONE, (0.45, 0.6),
-       (200, 30, 30), 15, 0.015),
-    _c("ball", 40, "sphere", "floor", (0.15, 0.25), NONE, NONE, (220, 120, 40), 50, 0.015),
     _c("hat", 40, "cylinder", "top", (0.25, 0.3), NONE, (0.1, 0.14), (90, 70, 60), 40, 0.01),
     _c("tray", 40, "box", "top", (0.35, 0.45), (0.25, 0.35), (0.02, 0.04), (120, 90, 60), 40,
        0.01),
@@ -227,8 +228,6 @@ CATALOGUE = (
        0.01),
     _c("soap dispenser", 40, "bottle", "top", (0.07, 0.09), NONE, (0.15, 0.2), (210, 220, 230),
        40, 0.005),
-    _c("guitar", 40, "guitar", "floor", (0.35, 0.4), (0.08, 0.12), (0.95, 1.05), (150, 90, 40),
-       30, 0.005),
 )
 
 # Raw categories outside ScanNet200, as in real scenes: ScanNet20 still scores this one (NYU40
@@ -241,18 +240,22 @@ EXTRA = (
 BY_NAME = {c.name: c for c in CATALOGUE + EXTRA}
 
 
+def _by_group() -> dict[str, list[SynthClass]]:
+    return {g: [c for c in CATALOGUE if c.group == g] for g in ("head", "common", "tail")}
+
+
+# The most classes that still split into thirds (the smaller of common and tail bounds it).
+MAX_CLASSES = 3 * min(len(_by_group()["common"]), len(_by_group()["tail"]))
+
+
 def select_classes(count: int) -> tuple[SynthClass, ...]:
-    """``count`` catalogue classes spread over head / common / tail (about 40 / 30 / 30 %),
-    always with wall and floor; the same ``count`` always gives the same classes."""
-    by_group = {g: [c for c in CATALOGUE if c.group == g] for g in ("head", "common", "tail")}
-    if not 5 <= count <= len(CATALOGUE):
-        raise ValueError(f"--classes must be between 5 and {len(CATALOGUE)}, got {count}")
-    tail = min(len(by_group["tail"]), max(1, int(0.3 * count)))
-    common = min(len(by_group["common"]), max(1, int(0.3 * count)))
-    head = count - tail - common
-    if head > len(by_group["head"]):
-        common, head = common + head - len(by_group["head"]), len(by_group["head"])
-    chosen = by_group["head"][:head] + by_group["common"][:common] + by_group["tail"][:tail]
+    """The first ``count`` catalogue classes taken in thirds from head, common and tail (head
+    takes the remainder), always with wall and floor; the same ``count`` gives the same classes."""
+    if not 5 <= count <= MAX_CLASSES:
+        raise ValueError(f"--classes must be between 5 and {MAX_CLASSES}, got {count}")
+    by_group, third = _by_group(), count // 3
+    chosen = by_group["head"][: count - 2 * third] + by_group["common"][:third]
+    chosen += by_group["tail"][:third]
     return tuple(c for c in CATALOGUE if c in chosen)
 
 

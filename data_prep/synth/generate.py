@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.io import atomic_write, save_text, write_mesh
-from data_prep.synth.classes import CATALOGUE, label_table_text, select_classes
+from data_prep.synth.classes import MAX_CLASSES, label_table_text, select_classes
 from data_prep.synth.scene import RawScene, generate_scene
 
 SCENE_TYPES = ("Bedroom / Hotel", "Living room / Lounge", "Office", "Kitchen", "Conference Room")
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-scenes", type=int, default=2, help="unlabelled test scenes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--classes", type=int, default=40, help=f"ScanNet200 classes used, 5..{len(CATALOGUE)}"
+        "--classes", type=int, default=40, help=f"ScanNet200 classes used, 5..{MAX_CLASSES}"
     )
     parser.add_argument(
         "--vertex-spacing", type=float, default=0.05, help="metres between mesh vertices"

@@ -24,6 +24,7 @@ COLOR_NOISE = 6.0
 ALIAS_PROBABILITY = 0.2
 CEILING_PROBABILITY = 0.3
 MAX_ATTEMPTS = 30  # room enlargements before giving up
+ROOM_SIDE = (3.0, 5.5)  # metres, before enlarging for the objects
 UNKNOWN_LABEL = "synthetic unknown category"
 CLUTTER = SynthClass(
     "", 40, "box", "floor", ((0.1, 0.4), (0.1, 0.4), (0.05, 0.3)), (128, 128, 128), 60, 0.5
@@ -221,7 +222,7 @@ def generate_scene(
 ) -> RawScene:
     """A room with random objects of the ``used`` classes (each drawn about ``rate`` times per
     25 m^2) plus one of each ``required`` class; no objects at all when ``objects`` is False."""
-    width, depth, height = rng.uniform(3.5, 7.0), rng.uniform(3.5, 7.0), rng.uniform(2.5, 3.0)
+    width, depth, height = rng.uniform(*ROOM_SIDE), rng.uniform(*ROOM_SIDE), rng.uniform(2.5, 3.0)
     items: list[tuple[SynthClass, tuple, bool]] = []
     if objects:
         area = width * depth
