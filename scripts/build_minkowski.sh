@@ -36,6 +36,9 @@ ME_SHA256=b1879c00d0b0b1d30ba622cce239886a7e3c78ee9da1064cdfe2f64c2ab15f94
 ME_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION.patch"
 # Applied after ME_PATCH in CUDA builds only: it changes nothing that a CPU build compiles.
 ME_CUDA_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION-cuda.patch"
+# Applied after ME_PATCH in CPU builds only: the CPU convolution's row gathers and scatter-adds
+# on OpenMP threads (README, "CPU training speed"); a GPU build does not train on the CPU.
+ME_CPU_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION-cpu.patch"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;8.6;9.0+PTX}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -52,9 +55,16 @@ EOF
 ) || die "cannot import torch with $PY"
 
 if [[ $KIND == cpu ]]; then
-    PATCHES=("$ME_PATCH")
-    VARIANT=cpu
-    PATCH_HASH=$(sha256sum "$ME_PATCH" | cut -c1-8)
+    PATCHES=("$ME_PATCH" "$ME_CPU_PATCH")
+    # The OpenMP build of OpenBLAS, found first through the extension's RUNPATH: its GEMMs then
+    # run on torch's OpenMP threads instead of a second pool of OpenBLAS threads that competes
+    # with them for the cores (README, "CPU training speed"). scripts/setup.sh installs it.
+    OPENBLAS_OPENMP=$(ls -d /usr/lib/*/openblas-openmp /usr/lib64/openblas-openmp 2>/dev/null \
+        | head -n 1 || true)
+    [[ -n "$OPENBLAS_OPENMP" && -e "$OPENBLAS_OPENMP/libopenblas.so.0" ]] \
+        || die "the OpenMP build of OpenBLAS is not installed (Debian/Ubuntu: apt-get install libopenblas0-openmp)"
+    VARIANT=cpu-openblas_openmp
+    PATCH_HASH=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-8)
 else
     [[ "$TORCH_CUDA" != none ]] \
         || die "torch $TORCH_VERSION at $TORCH_SITE is a CPU-only build: install a CUDA build of torch first"
@@ -181,6 +191,7 @@ print(pins[0].group(1) if pins and pins[0] else '$TORCH_CUDA.*')")
     step "CUDA $TORCH_CUDA from $COMPILER, architectures $TORCH_CUDA_ARCH_LIST"
 else
     FLAGS=(--cpu_only --blas=openblas)
+    export LDFLAGS="${LDFLAGS:+$LDFLAGS }-Wl,-rpath,$OPENBLAS_OPENMP"
 fi
 
 # --- compile -------------------------------------------------------------------------------

@@ -66,6 +66,25 @@ if ! have_openblas; then
         die "OpenBLAS headers not found. Install them first, e.g.: sudo apt-get install libopenblas-dev"
     fi
 fi
+# The OpenMP build of OpenBLAS, which the MinkowskiEngine CPU build runs its GEMMs with (README,
+# "CPU training speed"; scripts/build_minkowski.sh).
+have_openblas_openmp() {
+    local lib
+    for lib in /usr/lib/*/openblas-openmp/libopenblas.so.0 /usr/lib64/openblas-openmp/libopenblas.so.0; do
+        [[ -e "$lib" ]] && return 0
+    done
+    return 1
+}
+if ! have_openblas_openmp; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        step "installing libopenblas0-openmp (apt-get)"
+        apt-get install -y -q libopenblas0-openmp >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-openmp >/dev/null; } \
+            || die "apt-get install libopenblas0-openmp failed"
+    else
+        die "the OpenMP build of OpenBLAS is not installed. Install it first, e.g.: sudo apt-get install libopenblas0-openmp"
+    fi
+fi
 # open3d's Python module links libusb-1.0 (for its RealSense support) even in the CPU wheel.
 have_libusb() {
     local lib

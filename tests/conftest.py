@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ceco3d  # noqa: F401  first: it sets libgomp's spin count before torch loads libgomp
+
+# isort: split
 from pathlib import Path
 
 import numpy as np

@@ -103,7 +103,20 @@ def _check(results: dict, device: str) -> None:
             for key in ("baseline_mib", "peak_mib", "step_mib", "step_ms"):
                 assert math.isfinite(entry[key]) and entry[key] > 0, (size["voxels"], loss, key)
     _check_predict(results["predict"])
+    _check_cpu_speed(results["cpu_speed"])
     assert results["wall_s"] > 0
+
+
+def _check_cpu_speed(cpu: dict) -> None:
+    assert [case["case"] for case in cpu["cases"]] == ["minkunet14a, 8,000 voxels"]
+    for case in cpu["cases"]:
+        assert case["voxels"] > 0
+        assert case["speedup_min"] <= case["speedup"] <= case["speedup_max"]
+        for side in ("before", "after"):
+            entry = case[side]
+            for key in ("wall_s", "user_s", "peak_mib"):
+                assert math.isfinite(entry[key]) and entry[key] > 0, (side, key)
+            assert 0 <= entry["sys_pct"] < 100 and entry["minflt"] >= 0
 
 
 def _check_predict(predict: dict) -> None:

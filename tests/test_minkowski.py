@@ -10,6 +10,7 @@ import sys
 import warnings
 
 import MinkowskiEngine as ME
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +82,46 @@ def test_deepcopy_gives_identical_outputs(scene):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(out_a, out_b)
+
+
+def test_threaded_row_gathers_are_race_free():
+    # The CPU build gathers and scatter-adds rows on OpenMP threads above 32k elements
+    # (scripts/patches/minkowskiengine-0.5.4-cpu.patch); within one kernel offset each row is
+    # written by one thread. A race would lose updates at random: two-thread passes would
+    # differ from each other, and from the one-thread pass by far more than the summation order
+    # of OpenBLAS's GEMM, which follows the thread count. All passes use the kernel maps the
+    # first one built on one thread (ME's threaded map construction orders rows by timing).
+    rng = np.random.default_rng(0)
+    grid = np.unique(rng.integers(0, 40, size=(20_000, 3)), axis=0)  # ~18k voxels x 32 channels
+    coords = torch.from_numpy(np.concatenate([np.zeros((len(grid), 1)), grid], axis=1)).int()
+    x = torch.from_numpy(rng.standard_normal((len(grid), 32))).float().requires_grad_()
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        ME.MinkowskiConvolution(32, 32, kernel_size=3, dimension=3),
+        ME.MinkowskiConvolution(32, 64, kernel_size=2, stride=2, dimension=3),
+        ME.MinkowskiConvolutionTranspose(64, 32, kernel_size=2, stride=2, dimension=3),
+    )
+    threads = torch.get_num_threads()
+    manager = ME.CoordinateManager(D=3, num_threads=1)  # sets OpenMP's thread count to 1
+    key = None
+    passes = []
+    try:
+        for count in (1, 2, 2):
+            torch.set_num_threads(count)
+            x.grad = None
+            net.zero_grad(set_to_none=True)
+            where = {"coordinates": coords} if key is None else {"coordinate_map_key": key}
+            tensor = ME.SparseTensor(x, coordinate_manager=manager, **where)
+            key = tensor.coordinate_map_key
+            out = net(tensor).F
+            out.square().sum().backward()
+            passes.append([out.detach(), x.grad, *(p.grad for p in net.parameters())])
+    finally:
+        torch.set_num_threads(threads)
+    one, two, again = passes
+    for a, b, c in zip(one, two, again, strict=True):
+        assert torch.equal(b, c)
+        torch.testing.assert_close(a, b)
 
 
 def test_empty_sparse_tensor_does_not_crash():

@@ -9,6 +9,8 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench --device cuda    # the model measurements on the GPU
     ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about a minute
     ceco3d-bench --only ceco      # CeCo's cost alone: training step and memory, both models
+    ceco3d-bench --only cpu       # CPU training speed, old threading vs this build: ~8 minutes
+    ceco3d-bench --only cpu --before OLD_ENV/bin/python   # ... vs another environment
     ceco3d-bench --device cuda --preset gpu   # a batch of 4 scenes x ~100k voxels
 """
 
@@ -35,9 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder")
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (preset default)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    parser.add_argument("--only", choices=sorted(SECTION_GROUPS),
-                        help="these sections alone: predict; ceco (training step and "
-                             "memory); model (those and inference)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTION_GROUPS),
+        help="these sections alone: predict; ceco (training step and "
+        "memory); model (those and inference); cpu (CPU training speed)",
+    )
+    parser.add_argument("--before", metavar="PYTHON",
+                        help="CPU speed: run the 'before' processes with this interpreter (of "
+                             "an environment with another build) instead of this build with "
+                             "the old threading")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         parser.error(str(e))
     results = {"settings": {"preset": preset_name, **dataclasses.asdict(preset)}}
-    results.update(run_all(preset, device, SECTION_GROUPS.get(args.only)))
+    results.update(run_all(preset, device, SECTION_GROUPS.get(args.only), args.before))
     markdown = to_markdown(results)
     save_json(args.out / "bench.json", json_safe(results))
     save_text(args.out / "bench.md", markdown)

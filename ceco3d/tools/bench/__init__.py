@@ -3,9 +3,10 @@
 One module per measurement: ``training`` (CeCo's training-step overhead and inference),
 ``data`` (the training loader, evaluation back-projection), ``prep`` (``ceco3d-prep``
 throughput), ``memory`` (peak memory of a training step by voxel count), ``predict``
-(``ceco3d-predict`` on large point clouds: points per second, peak memory). ``workspace`` makes the
-synthetic data and configs they run on, ``measure`` times and describes the machine, ``run``
-calls every measurement in the order the data flows, ``report`` writes the Markdown.
+(``ceco3d-predict`` on large point clouds: points per second, peak memory), ``cpu`` (CPU
+training speed of whole processes, the old build's threading against this one's). ``workspace``
+makes the synthetic data and configs they run on, ``measure`` times and describes the machine,
+``run`` calls every measurement in the order the data flows, ``report`` writes the Markdown.
 """
 
 # What ``ceco3d-bench --only`` can run alone: a section, or a group of them by name.
@@ -13,4 +14,5 @@ SECTION_GROUPS = {
     "predict": ("predict",),
     "ceco": ("training_step", "memory"),
     "model": ("training_step", "inference", "memory"),  # what runs the model (gpu_check.sh)
+    "cpu": ("cpu_speed",),
 }

@@ -195,6 +195,38 @@ def _predict(r: dict) -> list[str]:
     ]
 
 
+def _cpu_speed(r: dict) -> list[str]:
+    rows = []
+    for case in r["cases"]:
+        b, a = case["before"], case["after"]
+        spread = f"{case['speedup_min']:.2f}-{case['speedup_max']:.2f}"
+        rows.append([case["case"], f"{case['voxels']:,}", f"{b['wall_s']:.2f}",
+                     f"{a['wall_s']:.2f}", f"**{case['speedup']:.2f}** ({spread})",
+                     f"{b['sys_pct']:.1f} %", f"**{a['sys_pct']:.1f} %**",
+                     f"{b['minflt'] / 1000:,.0f}k", f"{a['minflt'] / 1000:,.0f}k",
+                     f"{b['peak_mib']:,.0f}", f"{a['peak_mib']:,.0f}"])  # fmt: skip
+    before = (f"`{r['before_python']}`" if r["before_python"] else
+              "this build with the old threading (OpenBLAS's pthread build preloaded, libgomp's "
+              "default spin)")  # fmt: skip
+    header = ["case", "voxels", "before s/step", "after s/step", "speedup (min-max)",
+              "before sys", "after sys", "before faults/step", "after faults/step",
+              "before peak MiB", "after peak MiB"]  # fmt: skip
+    return [
+        "",
+        "## 8. CPU training speed (whole processes)",
+        "",
+        f"CE training steps (forward, backward, SGD) on one saved batch per case, {r['rounds']} "
+        f"fresh process(es) per environment, the two alternating (order reversed every round). "
+        f"before: {before}; after: this environment. s/step: wall seconds per timed step after "
+        "one warm-up step (median over processes); speedup: median of the per-round "
+        "before/after ratios; sys: system time as a share of the steps' CPU time (all threads); "
+        "faults: minor page faults per step; peak: resident high-water mark (`VmHWM`). Targets: "
+        f"speedup ≥ {r['target_speedup']}, sys < {r['target_sys_pct']:g} %, no higher peak.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 # Section key -> its part of the report, in the report's order.
 RENDERERS = {
     "training_step": lambda results: _training(results["training_step"], results["settings"]),
@@ -204,6 +236,7 @@ RENDERERS = {
     "evaluation": lambda results: _evaluation(results["evaluation"]),
     "memory": lambda results: _memory(results["memory"]),
     "predict": lambda results: _predict(results["predict"]),
+    "cpu_speed": lambda results: _cpu_speed(results["cpu_speed"]),
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ceco3d.tools import COMPARED_LOSSES
+from ceco3d.tools.bench.cpu import bench_cpu
 from ceco3d.tools.bench.data import bench_evaluation, bench_loader
 from ceco3d.tools.bench.measure import describe_machine, stopwatch
 from ceco3d.tools.bench.memory import bench_memory
@@ -30,7 +31,7 @@ from ceco3d.tools.bench.workspace import (
 # bench.json's sections, in the numbering of the report.
 SECTIONS = (
     "training_step", "inference", "data_loader", "preprocessing", "evaluation", "memory",
-    "predict",
+    "predict", "cpu_speed",
 )  # fmt: skip
 
 
@@ -45,18 +46,24 @@ def _predict_section(preset: Preset, work: Path, results: dict, wall: dict) -> N
         results["predict"] = bench_predict(work, preset)
 
 
-def run_all(preset: Preset, device: torch.device, only: tuple[str, ...] | None = None) -> dict:
+def run_all(
+    preset: Preset, device: torch.device, only: tuple[str, ...] | None = None,
+    before_python: str | None = None,
+) -> dict:  # fmt: skip
     """Results of every section (keys ``SECTIONS``; with ``only``, of those alone), ``machine``,
     and wall seconds (``wall_s`` of the whole run, ``section_wall_s`` of each part); the
-    synthetic data lives in a temporary folder that is removed afterwards."""
+    synthetic data lives in a temporary folder that is removed afterwards. ``before_python``:
+    the interpreter of the CPU-speed section's ``before`` processes (see ``bench.cpu``)."""
     start = time.perf_counter()
     results: dict = {"machine": describe_machine(device)}
     wall: dict[str, float] = {}
     sections = SECTIONS if only is None else only
+    if not preset.cpu_rounds:  # a preset without CPU cases (gpu)
+        sections = tuple(name for name in sections if name != "cpu_speed")
     with tempfile.TemporaryDirectory(prefix="ceco3d-bench-") as tmp:
         work = Path(tmp)
         if set(sections) - {"predict"}:
-            _model_sections(preset, device, work, sections, results, wall)
+            _model_sections(preset, device, work, sections, results, wall, before_python)
         if "predict" in sections:
             _predict_section(preset, work, results, wall)
     return _finish(results, wall, start, sections)
@@ -64,9 +71,10 @@ def run_all(preset: Preset, device: torch.device, only: tuple[str, ...] | None =
 
 def _model_sections(
     preset: Preset, device: torch.device, work: Path, sections: tuple[str, ...], results: dict,
-    wall: dict,
+    wall: dict, before_python: str | None,
 ) -> None:  # fmt: skip
-    """Sections 1-6, on synthetic scenes prepared here (timed as section 4 when asked for)."""
+    """Sections 1-6 and 8, on synthetic scenes prepared here (timed as section 4 when asked
+    for)."""
     repeats, warmup = preset.repeats, preset.warmup
     _say(f"synthesizing {preset.scenes} scenes, vertex spacing {preset.vertex_spacing} m")
     with stopwatch(wall, "synthesis"):
@@ -120,6 +128,10 @@ def _model_sections(
             _say(f"6. memory: {model}, {sizes} voxels, fresh processes")
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
+    if "cpu_speed" in sections:
+        _say("8. CPU training speed: whole processes, threading before vs after")
+        with stopwatch(wall, "cpu_speed"):
+            results["cpu_speed"] = bench_cpu(root, preset, work, before_python)
 
 
 def _finish(results: dict, wall: dict, start: float, sections: tuple[str, ...]) -> dict:

@@ -37,6 +37,11 @@ class Preset:
     predict_points: tuple[int, ...]  # point clouds of the ceco3d-predict benchmark
     repeats: int
     warmup: int
+    # CPU speed of whole processes (section 8): (voxels, timed steps per process) of the first
+    # model, the demo recipe's timed steps (0: not measured), fresh processes per environment
+    cpu_cases: tuple[tuple[int, int], ...] = ()
+    cpu_demo_steps: int = 0
+    cpu_rounds: int = 0
 
 
 PRESETS = {
@@ -44,7 +49,8 @@ PRESETS = {
         models=("minkunet34c", "res16unet34c"), scenes=4, vertex_spacing=0.035, voxel_size=0.02,
         train_voxels=100_000, batch_scenes=1, memory_voxels=(25_000, 50_000, 100_000),
         memory_losses=("ce", "ceco"), loader_batches=4, predict_points=(1_000_000, 5_000_000),
-        repeats=7, warmup=1,
+        repeats=7, warmup=1, cpu_cases=((25_000, 4), (100_000, 2)), cpu_demo_steps=8,
+        cpu_rounds=3,
     ),
     # A ScanNet-size GPU batch, 4 scenes x ~100k voxels, inside gpu_check.sh's 200 seconds.
     "gpu": Preset(
@@ -57,6 +63,7 @@ PRESETS = {
         models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
         train_voxels=8_000, batch_scenes=1, memory_voxels=(2_000, 4_000, 8_000),
         memory_losses=("ce",), loader_batches=2, predict_points=(20_000,), repeats=2, warmup=1,
+        cpu_cases=((8_000, 1),), cpu_rounds=1,
     ),
 }  # fmt: skip
 SYNTH_CLASSES = 40
