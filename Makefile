@@ -43,4 +43,4 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf runs demo_out bench_out .pytest_cache
+	rm -rf runs demo_out demo_quick_out bench_out .pytest_cache

@@ -77,7 +77,8 @@ def plot_frequency_histograms(
         ("scenes (centers)", "center", np.asarray(scene_counts)),
     )
     num_classes = len(class_names)
-    fig = Figure(figsize=(max(8.0, 0.09 * num_classes), 7.5))
+    shown = max(np.count_nonzero(counts) for _, _, counts in panels)
+    fig = Figure(figsize=(max(8.0, 0.09 * shown), 7.5))
     for row, (unit, kind, counts) in enumerate(panels, start=1):
         if len(counts) != num_classes:
             raise ValueError(f"{len(counts)} {kind} counts for {num_classes} class names")

@@ -174,14 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a ~3 minute first look")
-    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default demo_out, with --quick demo_quick_out: the presets' runs "
+        "share names, so one folder must not hold both)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data")
     args = parser.parse_args(argv)
 
     preset = PRESETS["quick" if args.quick else "full"]
     recipe = _recipe(preset.experiment)
-    out = args.out.resolve()
+    out = (args.out or Path("demo_quick_out" if args.quick else "demo_out")).resolve()
     raw, prepared, logs = out / "raw", out / "prepared", out / "logs"
     start = time.perf_counter()
     print(f"[demo] preset {'quick' if args.quick else 'full'}: {preset}; output in {out}")
