@@ -305,7 +305,13 @@ def test_plots_write_pngs(tmp_path, strict_numerics):
         plots.plot_group_iou(
             tmp_path / "sub" / "iou_ordered.png", iou, label_set, np.argsort(-points)
         ),
+        # class 7 has no training points: left out of the panel
+        plots.plot_iou_by_frequency(
+            tmp_path / "iou_by_frequency.png", {"CE": iou, "CeCo": iou * 0.9}, points, label_set
+        ),
     ]
+    with pytest.raises(ValueError, match="8 counts for 9 classes"):
+        plots.plot_iou_by_frequency(tmp_path / "bad.png", {"CE": iou}, points[:8], label_set)
     for path in written:
         assert path.parent.is_dir()
         assert_png(path)

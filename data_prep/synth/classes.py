@@ -6,6 +6,13 @@ furniture), size ranges in metres and colour statistics. ``rate`` (objects per 2
 shapes the long tail; some classes are deliberately close in shape and colour (chair / office
 chair / stool, table / desk / dining table, box / storage bin / cabinet, pillow / cushion,
 trash can / trash bin, picture / poster) so the task is not trivial.
+
+The first five common and five tail classes (what the demo's ``--classes 15`` takes, with
+wall, floor, chair, table and couch) each have a signature of their own: a saturated colour no
+other class comes near and a floor-standing shape a few voxels across. The tail ones are rare
+(about 0.03 per 25 m^2 besides the one train and one val scene they are placed in by rule), so
+the training split keeps ScanNet200's long tail: head, common and tail are the thirds of these
+classes by training point count, with point and center imbalance factors of thousands and tens.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@
 writes ``OUT/scans/sceneXXXX_00/`` (mesh, segments, aggregation, ``.txt`` with
 ``axisAlignment``), ``OUT/scans_test/`` (mesh and ``.txt`` without it, as in the real test set),
 ``OUT/scannetv2-labels.combined.tsv`` and ``OUT/scannetv2_{train,val,test}.txt``, ready for
-``ceco3d-prep OUT ...``. Rooms hold objects of C ScanNet200 classes spread over head, common and
-tail with a long-tailed frequency; every class is placed in at least one train and one val scene.
+``ceco3d-prep OUT ...``. Rooms hold objects of C ScanNet200 classes, a third each from head,
+common and tail (head takes the remainder), with a long-tailed frequency that keeps that order
+(data_prep/synth/classes.py); every class is placed in at least one train and one val scene.
 The same arguments give byte-identical files.
 
 Density: ``--vertex-spacing 0.05`` (default) gives roughly 50k-90k vertices per scene;
