@@ -176,7 +176,15 @@ coords = torch.IntTensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
 x = ME.SparseTensor(torch.ones(3, 2), coordinates=coords)
 y = ME.MinkowskiConvolution(2, 4, kernel_size=3, dimension=3)(x)
 assert y.F.shape == (3, 4)
+# Which OpenBLAS and how many OpenMP runtimes the process loaded (README, "CPU training speed").
+maps = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
+blas = sorted(m for m in maps if "/libopenblas" in m)
+gomp = sorted(m for m in maps if "/libgomp" in m)
 print(f"  torch {torch.__version__}, MinkowskiEngine {ME.__version__}, CUDA: {ME.is_cuda_available()}")
+print(f"  OpenBLAS: {', '.join(blas) or 'none'}; OpenMP runtimes: {len(gomp)}")
+if not ME.is_cuda_available() and (not any("openblas-openmp" in m for m in blas) or len(gomp) != 1):
+    raise SystemExit("MinkowskiEngine's CPU build should run OpenBLAS's OpenMP build on torch's "
+                     "libgomp; rebuild it: CECO3D_FORCE_SETUP=1 make setup")
 EOF
 stamp_inputs | sha256sum | cut -d' ' -f1 > "$STAMP"
 step "done: activate with 'source ${VENV#$ROOT/}/bin/activate'"
