@@ -41,29 +41,28 @@ def test_cpu_patch_touches_only_the_cpu_convolution_kernel():
     assert _patched_files(CPU_PATCH) == ["src/convolution_kernel.hpp"]
 
 
-@pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
-def test_cpu_patch_applies_to_the_sdist_after_the_main_one(tmp_path):
+def _patched_sdist(tmp_path: Path, patches: tuple[Path, ...]) -> Path:
+    """The sdist's sources with ``patches`` applied in order, as build_minkowski.sh does."""
     with tarfile.open(SDIST) as tar:
         tar.extractall(tmp_path, filter="data")
     src = tmp_path / "MinkowskiEngine-0.5.4"
-    for patch in (MAIN_PATCH, CPU_PATCH):
+    for patch in patches:
         with patch.open() as f:
             done = subprocess.run(["patch", "-p1", "-d", str(src)], stdin=f, capture_output=True,
                                   text=True)  # fmt: skip
         assert done.returncode == 0, f"{patch.name}: {done.stdout}{done.stderr}"
+    return src
+
+
+@pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
+def test_cpu_patch_applies_to_the_sdist_after_the_main_one(tmp_path):
+    src = _patched_sdist(tmp_path, (MAIN_PATCH, CPU_PATCH))
     assert "scatter_add_rows" in (src / "src" / "convolution_kernel.hpp").read_text()
 
 
 @pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
 def test_both_patches_apply_to_the_sdist_in_order(tmp_path):
-    with tarfile.open(SDIST) as tar:
-        tar.extractall(tmp_path, filter="data")
-    src = tmp_path / "MinkowskiEngine-0.5.4"
-    for patch in (MAIN_PATCH, CUDA_PATCH):
-        with patch.open() as f:
-            done = subprocess.run(["patch", "-p1", "-d", str(src)], stdin=f, capture_output=True,
-                                  text=True)  # fmt: skip
-        assert done.returncode == 0, f"{patch.name}: {done.stdout}{done.stderr}"
+    src = _patched_sdist(tmp_path, (MAIN_PATCH, CUDA_PATCH))
     assert "CCCL_DISABLE_NVTX" in (src / "setup.py").read_text()
     assert "thrust::unary_function" not in (src / "src" / "coordinate_map_functors.cuh").read_text()
 
