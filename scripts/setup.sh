@@ -48,62 +48,34 @@ PY="${PYTHON:-python3}"
 "$PY" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' 2>/dev/null \
     || die "Python >= 3.10 is required (found: $("$PY" --version 2>&1)). Set PYTHON=/path/to/python3.x"
 
-have_openblas() {
-    local header
-    for header in /usr/include/*/openblas*/cblas.h /usr/include/openblas/cblas.h \
-        /usr/include/cblas.h /usr/include/*/cblas.h; do
-        [[ -e "$header" ]] && return 0
+# A system library found by any of the paths (globs) after "--", else installed with apt-get as
+# root, else an error that says what to install.
+need_system_library() {
+    local package="$1" what="$2" path
+    shift 3
+    for path in "$@"; do
+        [[ -e "$path" ]] && return 0
     done
-    return 1
-}
-if ! have_openblas; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        step "installing libopenblas-dev (apt-get)"
-        apt-get install -y -q libopenblas-dev >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas-dev >/dev/null; } \
-            || die "apt-get install libopenblas-dev failed"
+        step "installing $package, $what (apt-get)"
+        apt-get install -y -q "$package" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q "$package" >/dev/null; } \
+            || die "apt-get install $package failed"
     else
-        die "OpenBLAS headers not found. Install them first, e.g.: sudo apt-get install libopenblas-dev"
+        die "$package ($what) is not installed. Install it first, e.g.: sudo apt-get install $package"
     fi
-fi
+}
+need_system_library libopenblas-dev "OpenBLAS headers, to build MinkowskiEngine" -- \
+    /usr/include/*/openblas*/cblas.h /usr/include/openblas/cblas.h /usr/include/cblas.h \
+    /usr/include/*/cblas.h
 # The OpenMP build of OpenBLAS, which the MinkowskiEngine CPU build runs its GEMMs with (README,
 # "CPU training speed"; scripts/build_minkowski.sh).
-have_openblas_openmp() {
-    local lib
-    for lib in /usr/lib/*/openblas-openmp/libopenblas.so.0 /usr/lib64/openblas-openmp/libopenblas.so.0; do
-        [[ -e "$lib" ]] && return 0
-    done
-    return 1
-}
-if ! have_openblas_openmp; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        step "installing libopenblas0-openmp (apt-get)"
-        apt-get install -y -q libopenblas0-openmp >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q libopenblas0-openmp >/dev/null; } \
-            || die "apt-get install libopenblas0-openmp failed"
-    else
-        die "the OpenMP build of OpenBLAS is not installed. Install it first, e.g.: sudo apt-get install libopenblas0-openmp"
-    fi
-fi
+need_system_library libopenblas0-openmp "OpenBLAS's OpenMP build, for MinkowskiEngine" -- \
+    /usr/lib/*/openblas-openmp/libopenblas.so.0 /usr/lib64/openblas-openmp/libopenblas.so.0
 # open3d's Python module links libusb-1.0 (for its RealSense support) even in the CPU wheel.
-have_libusb() {
-    local lib
-    for lib in /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0 /usr/lib64/libusb-1.0.so.0 \
-        /usr/lib/libusb-1.0.so.0; do
-        [[ -e "$lib" ]] && return 0
-    done
-    return 1
-}
-if ! have_libusb; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        step "installing libusb-1.0-0, needed by open3d (apt-get)"
-        apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; } \
-            || die "apt-get install libusb-1.0-0 failed"
-    else
-        die "libusb-1.0.so.0 not found (open3d needs it). Install it first, e.g.: sudo apt-get install libusb-1.0-0"
-    fi
-fi
+need_system_library libusb-1.0-0 "needed by open3d" -- \
+    /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0 /usr/lib64/libusb-1.0.so.0 \
+    /usr/lib/libusb-1.0.so.0
 for tool in g++ patch; do
     command -v "$tool" >/dev/null || die "'$tool' not found. Install it, e.g.: sudo apt-get install build-essential patch"
 done
@@ -176,7 +148,15 @@ coords = torch.IntTensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
 x = ME.SparseTensor(torch.ones(3, 2), coordinates=coords)
 y = ME.MinkowskiConvolution(2, 4, kernel_size=3, dimension=3)(x)
 assert y.F.shape == (3, 4)
+# Which OpenBLAS and how many OpenMP runtimes the process loaded (README, "CPU training speed").
+maps = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
+blas = sorted(m for m in maps if "/libopenblas" in m)
+gomp = sorted(m for m in maps if "/libgomp" in m)
 print(f"  torch {torch.__version__}, MinkowskiEngine {ME.__version__}, CUDA: {ME.is_cuda_available()}")
+print(f"  OpenBLAS: {', '.join(blas) or 'none'}; OpenMP runtimes: {len(gomp)}")
+if not ME.is_cuda_available() and (not any("openblas-openmp" in m for m in blas) or len(gomp) != 1):
+    raise SystemExit("MinkowskiEngine's CPU build should run OpenBLAS's OpenMP build on torch's "
+                     "libgomp; rebuild it: CECO3D_FORCE_SETUP=1 make setup")
 EOF
 stamp_inputs | sha256sum | cut -d' ' -f1 > "$STAMP"
 step "done: activate with 'source ${VENV#$ROOT/}/bin/activate'"

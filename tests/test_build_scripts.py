@@ -1,5 +1,5 @@
-"""scripts/build_minkowski.sh and its patches: the CUDA patch applies on top of the main one and
-leaves the CPU build alone (its sources and its wheel-cache key)."""
+"""scripts/build_minkowski.sh and its patches: the CUDA patch and the CPU patch each apply on top
+of the main one, and each leaves the other build alone (its sources and its wheel-cache key)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ SCRIPT = REPO_ROOT / "scripts" / "build_minkowski.sh"
 PATCHES = REPO_ROOT / "scripts" / "patches"
 MAIN_PATCH = PATCHES / "minkowskiengine-0.5.4.patch"
 CUDA_PATCH = PATCHES / "minkowskiengine-0.5.4-cuda.patch"
+CPU_PATCH = PATCHES / "minkowskiengine-0.5.4-cpu.patch"
 CACHE = Path(os.environ.get("CECO3D_CACHE", Path.home() / ".cache" / "ceco3d"))
 SDIST = CACHE / "sdist" / "MinkowskiEngine-0.5.4.tar.gz"
 
@@ -35,16 +36,33 @@ def test_cuda_patch_touches_only_cuda_sources_and_setup():
     assert all(f == "setup.py" or f.endswith((".cu", ".cuh")) for f in files), files
 
 
-@pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
-def test_both_patches_apply_to_the_sdist_in_order(tmp_path):
+def test_cpu_patch_touches_only_the_cpu_convolution_kernel():
+    # Compiled into the CPU build only; the CUDA build's CPU path keeps the released kernel.
+    assert _patched_files(CPU_PATCH) == ["src/convolution_kernel.hpp"]
+
+
+def _patched_sdist(tmp_path: Path, patches: tuple[Path, ...]) -> Path:
+    """The sdist's sources with ``patches`` applied in order, as build_minkowski.sh does."""
     with tarfile.open(SDIST) as tar:
         tar.extractall(tmp_path, filter="data")
     src = tmp_path / "MinkowskiEngine-0.5.4"
-    for patch in (MAIN_PATCH, CUDA_PATCH):
+    for patch in patches:
         with patch.open() as f:
             done = subprocess.run(["patch", "-p1", "-d", str(src)], stdin=f, capture_output=True,
                                   text=True)  # fmt: skip
         assert done.returncode == 0, f"{patch.name}: {done.stdout}{done.stderr}"
+    return src
+
+
+@pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
+def test_cpu_patch_applies_to_the_sdist_after_the_main_one(tmp_path):
+    src = _patched_sdist(tmp_path, (MAIN_PATCH, CPU_PATCH))
+    assert "scatter_add_rows" in (src / "src" / "convolution_kernel.hpp").read_text()
+
+
+@pytest.mark.skipif(not SDIST.is_file(), reason=f"no MinkowskiEngine source package at {SDIST}")
+def test_both_patches_apply_to_the_sdist_in_order(tmp_path):
+    src = _patched_sdist(tmp_path, (MAIN_PATCH, CUDA_PATCH))
     assert "CCCL_DISABLE_NVTX" in (src / "setup.py").read_text()
     assert "thrust::unary_function" not in (src / "src" / "coordinate_map_functors.cuh").read_text()
 
@@ -57,9 +75,10 @@ def _key(kind: str) -> str:
 
 def test_cache_keys_name_torch_python_variant_and_patches():
     pytag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    main = hashlib.sha256(MAIN_PATCH.read_bytes()).hexdigest()[:8]
-    # The CPU key hashes the main patch only, so CUDA patch edits keep the CPU wheel cached.
-    assert _key("cpu") == f"me0.5.4-torch{torch.__version__}-{pytag}-cpu-patch{main}"
+    cpu = hashlib.sha256(MAIN_PATCH.read_bytes() + CPU_PATCH.read_bytes()).hexdigest()[:8]
+    # The CPU key hashes the main and CPU patches only, so CUDA patch edits keep the CPU wheel
+    # cached (and CPU patch edits the CUDA wheel); it names the OpenBLAS it links.
+    assert _key("cpu") == f"me0.5.4-torch{torch.__version__}-{pytag}-cpu-openblas_openmp-patch{cpu}"
     if torch.version.cuda is None:
         done = subprocess.run(["bash", str(SCRIPT), "--print-key", sys.executable, "cuda"],
                               capture_output=True, text=True)  # fmt: skip
