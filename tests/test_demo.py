@@ -1,5 +1,5 @@
 """The demo: its synthetic data keeps ScanNet200's long tail, and ceco3d-demo --quick runs the
-README's main job end to end (about 3 minutes)."""
+README's main job end to end (about a minute)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ ceco3d-analyze -> ceco3d-submit (+ check=), and ends with a comparison table (Ma
 JSON) and the analysis figures. Finished steps are reused when the same command runs again
 (more seeds, or after an interruption).
 
-    ceco3d-demo                      # about 20 minutes on 2 CPU cores
-    ceco3d-demo --quick              # about 3 minutes, a first look
+    ceco3d-demo                      # about 6 minutes on 2 CPU cores
+    ceco3d-demo --quick              # about 1 minute, a first look
     ceco3d-demo --seeds 0 1 2        # over several training seeds: mean, spread and the paired
                                      # per-seed differences to CE
 """
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="a ~3 minute first look")
+    parser.add_argument("--quick", action="store_true", help="a one-minute first look")
     parser.add_argument(
         "--out",
         type=Path,
