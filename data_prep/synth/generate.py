@@ -10,8 +10,9 @@ common and tail (head takes the remainder), with a long-tailed frequency that ke
 (data_prep/synth/classes.py); every class is placed in at least one train and one val scene.
 The same arguments give byte-identical files.
 
-Density: ``--vertex-spacing 0.05`` (default) gives roughly 50k-90k vertices per scene;
-``0.033`` about 150k, like a real ScanNet ``vh_clean_2`` mesh; ``0.15`` 5k-15k.
+Density: ``--vertex-spacing 0.05`` (default) gives roughly 30k-80k vertices per scene (vertex
+count goes with 1 / spacing^2: ``0.033`` about twice that, nearer a real ScanNet ``vh_clean_2``
+mesh's 150k; ``0.15`` about a ninth).
 """
 
 from __future__ import annotations
