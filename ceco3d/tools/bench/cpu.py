@@ -22,7 +22,6 @@ import glob
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from ceco3d.device import quiet_minkowski_warnings
-from ceco3d.tools.bench.measure import peak_rss_mib
+from ceco3d.tools.bench.measure import child_result, peak_rss_mib
 from ceco3d.tools.bench.training import build_training, training_step
 from ceco3d.tools.bench.workspace import Preset, compose_config, save_batch, training_batch
 
@@ -91,10 +90,7 @@ def environments(before_python: str | None) -> dict[str, tuple[str, dict[str, st
 def _run(python: str, env: dict[str, str], batch: Path, case: Case, root: Path) -> dict:
     cmd = [python, "-m", "ceco3d.tools.bench.cpu", str(batch), str(case.steps),
            f"data.root={root}", "loss=ce", *case.overrides]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result(cmd, env)
 
 
 def _summary(runs: list[dict]) -> dict:

@@ -1,12 +1,15 @@
-"""Timing (interleaved, median), peak memory, and a hostname-free description of the machine."""
+"""Timing (interleaved, median), peak memory, measuring processes, and a hostname-free
+description of the machine."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -88,6 +91,15 @@ def peak_rss_mib() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def child_result(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """The JSON object a measuring child process prints as its last line; a failure raises with
+    the command and the end of its stderr."""
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def cpu_model() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from ceco3d.device import quiet_minkowski_warnings
-from ceco3d.tools.bench.measure import peak_rss_mib, synchronize
+from ceco3d.tools.bench.measure import child_result, peak_rss_mib, synchronize
 from ceco3d.tools.bench.training import TARGET_MEMORY_PCT, build_training, training_step
 from ceco3d.tools.bench.workspace import (
     Preset,
@@ -70,10 +69,7 @@ def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: tor
             overrides = config_overrides(root, preset, model, loss, max_voxels)
             cmd = [sys.executable, "-m", "ceco3d.tools.bench.memory", "--device", device.type,
                    str(batch_path), *overrides]  # fmt: skip
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
-            row[loss] = json.loads(done.stdout.strip().splitlines()[-1])
+            row[loss] = child_result(cmd)
         if "ceco" in row and "ce" in row:
             row["ceco_over_ce"] = row["ceco"]["step_mib"] / row["ce"]["step_mib"]
         results["sizes"].append(row)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ceco3d.device import quiet_minkowski_warnings
-from ceco3d.tools.bench.measure import peak_rss_mib
+from ceco3d.tools.bench.measure import child_result, peak_rss_mib
 from ceco3d.tools.bench.workspace import Preset, compose_config
 
 ROOM_SEED = 0
@@ -110,10 +109,7 @@ def bench_predict(work: Path, preset: Preset) -> dict:
     for cloud in clouds:
         cmd = [sys.executable, "-m", "ceco3d.tools.bench.predict", str(ckpt), str(cloud),
                str(work / f"{cloud.stem}_out")]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
-        results["sizes"].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results["sizes"].append(child_result(cmd))
         cloud.unlink()  # a 5M-point cloud is 130 MB
     return results
 
