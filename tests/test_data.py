@@ -364,16 +364,20 @@ def test_max_voxels_crop(root):
     )
 
 
-def test_class_counts_and_num_scenes(root):
+def test_train_class_counts_and_num_train_scenes(root):
+    """Read from a val dataset, the statistics are the train split's, and say so by name."""
     dataset = ScanNetDataset(root, "val", "scannet200")
-    points = dataset.class_counts("point_counts")
+    train = ScanNetDataset(root, "train", "scannet200")
+    points = dataset.train_class_counts("point_counts")
     assert points.shape == (200,) and points.dtype == np.int64
     assert points[[0, 2, 3]].min() > 0 and points.sum() == points[[0, 2, 3]].sum()
-    assert dataset.class_counts("scene_counts")[[0, 2, 3]].tolist() == [5, 5, 5]
-    assert dataset.class_counts().sum() < points.sum()  # voxel counts by default
-    assert dataset.num_scenes == 5 and dataset.num_classes == 200
+    assert dataset.train_class_counts("scene_counts")[[0, 2, 3]].tolist() == [5, 5, 5]
+    assert dataset.train_class_counts().sum() < points.sum()  # voxel counts by default
+    assert dataset.num_train_scenes == len(train) == 5 and dataset.num_classes == 200
+    assert len(dataset) != dataset.num_train_scenes  # this split's size is len(), not the stat
+    assert not hasattr(dataset, "class_counts") and not hasattr(dataset, "num_scenes")
     with pytest.raises(ValueError, match="kind"):
-        dataset.class_counts("pixels")
+        dataset.train_class_counts("pixels")
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,16 @@ def test_eval_with_tta_and_exports(checkpoints, synthetic_scannet, tmp_path):  #
     assert (out / "preview" / f"{scene}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_summary_counts_the_scenes_scored_not_max_scenes(checkpoints, synthetic_scannet, tmp_path):  # noqa: F811
+    manifest = json.loads((synthetic_scannet.prepared / "manifest.json").read_text())
+    num_val = len(manifest["splits"]["val"])
+    out = tmp_path / "eval"
+    cfg = compose_config("eval", [f"ckpt={checkpoints['ce']}", f"out={out}", "max_scenes=1000"])
+    results = run_eval(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_scenes"] == results["num_scenes"] == num_val
+
+
 def test_analyze_two_checkpoints_side_by_side(checkpoints, tmp_path):
     out = tmp_path / "analysis"
     cfg = compose_config("analyze", [

@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict:
             "collapse": results["collapse"],
             "checkpoint": str(Path(cfg.ckpt).resolve()),
             "split": cfg.split,
-            "num_scenes": len(datasets[0]) if cfg.max_scenes is None else cfg.max_scenes,
+            "num_scenes": results["num_scenes"],
         }
         if "tta" in results:
             summary["tta"] = {**results["tta"], "views": len(datasets)}
@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
         save_npy(out / "confusion.npy", results["confusion"])
         from ceco3d.metrics import accuracy_per_class, iou_per_class
 
-        train_counts = datasets[0].class_counts("point_counts")
+        train_counts = datasets[0].train_class_counts("point_counts")
         iou, acc = iou_per_class(results["confusion"]), accuracy_per_class(results["confusion"])
         viz.write_per_class_csv(out / "per_class.csv", label_set, iou, acc, train_counts)
         viz.plot_per_class_iou(out / "per_class_iou.png", iou, label_set, train_counts)

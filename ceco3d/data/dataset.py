@@ -176,8 +176,9 @@ class ScanNetDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def class_counts(self, kind: str = "voxel_counts") -> np.ndarray:
-        """Per-class counts over the train split: voxels, points, or scenes containing the class."""
+    def train_class_counts(self, kind: str = "voxel_counts") -> np.ndarray:
+        """Per-class counts over the TRAIN split (whatever split this dataset reads): voxels,
+        points, or scenes containing the class. Losses and priors are built from these."""
         if kind not in CLASS_COUNT_KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose one of {CLASS_COUNT_KINDS}")
         try:
@@ -193,8 +194,9 @@ class ScanNetDataset(torch.utils.data.Dataset):
         return counts
 
     @property
-    def num_scenes(self) -> int:
-        """Number of training scenes (the denominator of ``class_counts("scene_counts")``)."""
+    def num_train_scenes(self) -> int:
+        """Number of TRAIN scenes (the denominator of ``train_class_counts("scene_counts")``);
+        ``len(dataset)`` is this split's."""
         return len(self.manifest["splits"].get("train", ()))
 
     def __len__(self) -> int:

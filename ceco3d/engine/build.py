@@ -50,7 +50,7 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
     center_head = None
     if head_cfg is not None and train_set is not None:
         prior = CenterCollapseHead.prior_from_scene_counts(
-            train_set.class_counts("scene_counts"), train_set.num_scenes
+            train_set.train_class_counts("scene_counts"), train_set.num_train_scenes
         )
         center_head = instantiate(
             head_cfg, in_dim=backbone.feature_dim, num_classes=cfg.data.num_classes, prior=prior
@@ -59,4 +59,4 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
 
 
 def build_loss(cfg: DictConfig, train_set: ScanNetDataset):
-    return instantiate(cfg.loss, class_counts=train_set.class_counts("voxel_counts"))
+    return instantiate(cfg.loss, class_counts=train_set.train_class_counts("voxel_counts"))

@@ -42,8 +42,9 @@ def evaluate(
     """Metrics of one split. ``datasets``: the plain evaluation dataset, optionally followed by
     test-time-augmentation views (see ``ceco3d.engine.predict.view_datasets``).
 
-    Returns ``{"point", "voxel", "collapse", "confusion"}`` (+ ``"tta"``, ``"confusion_tta"``
-    with views); ``on_scene(sample, vertex_prediction)`` is called for every scene.
+    Returns ``{"point", "voxel", "collapse", "confusion", "num_scenes"}`` (+ ``"tta"``,
+    ``"confusion_tta"`` with views), ``num_scenes`` the scenes scored (all ranks);
+    ``on_scene(sample, vertex_prediction)`` is called for every scene.
     Under DDP each rank predicts every world_size-th scene and the matrices are summed.
     """
     dist_info = dist_info or DistInfo()
@@ -73,6 +74,7 @@ def evaluate(
         "voxel": summarize(voxels.matrix, label_set, prefix="voxel_"),
         "collapse": collapse_statistics(centers.centers(), classifier_weights(model)),
         "confusion": single.matrix,
+        "num_scenes": count,
     }
     if len(datasets) > 1:
         results["tta"] = summarize(tta.matrix, label_set, prefix="tta_")
