@@ -3,4 +3,5 @@
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+# The Hydra configs ship inside the package, so an installed wheel has them as a checkout does.
+CONF_DIR = Path(__file__).resolve().parent / "conf"

@@ -51,7 +51,7 @@ def test_entry_point_answers_help_from_any_folder(name, tmp_path):
     module = ENTRY_POINTS[name].partition(":")[0]
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not written yet")
-    # From an empty folder: Hydra apps must find conf/ through the package, not the cwd.
+    # From an empty folder: Hydra apps must find ceco3d/conf/ through the package, not the cwd.
     done = run_script(name, "--help", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     if name in HYDRA_APPS:

@@ -21,7 +21,7 @@ from ceco3d.paths import CONF_DIR
 log = logging.getLogger("ceco3d")
 HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
 
-# What a required key (``???`` in conf/) holds, for the message when it is left out.
+# What a required key (``???`` in ceco3d/conf/) holds, for the message when it is left out.
 REQUIRED_KEYS = {
     "data.root": "the output folder of ceco3d-prep",
     "ckpt": "a checkpoint, e.g. runs/NAME/checkpoints/best.pt",
@@ -54,7 +54,7 @@ def hydra_message(error: Exception) -> str:
 
 
 def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """A console-script ``main`` that composes ``conf/<config_name>.yaml`` (found wherever the
+    """A console-script ``main`` that composes ``ceco3d/conf/<config_name>.yaml`` (found wherever the
     user stands) with the command line's overrides and calls ``run(cfg)``. Expected failures
     become one paragraph and the exit status of ``ceco3d.errors``; a command line that Hydra
     rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks, as

@@ -1,5 +1,5 @@
 """``ceco3d-submit``: write a ScanNet benchmark submission zip from a checkpoint, or check one.
-A Hydra application like the other commands (unknown keys are refused); see conf/submit.yaml."""
+A Hydra application like the other commands (unknown keys are refused); see ceco3d/conf/submit.yaml."""
 
 from __future__ import annotations
 

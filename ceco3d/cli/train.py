@@ -1,4 +1,4 @@
-"""ceco3d-train: a Hydra application; see conf/train.yaml for every setting."""
+"""ceco3d-train: a Hydra application; see ceco3d/conf/train.yaml for every setting."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ class RunFolderGuard(Callback):
     folder (``.hydra/``, the log); ``train`` checks again for callers that bypass Hydra."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
         from ceco3d.engine.run_folder import resume_checkpoint
 
+        # Hydra registers its config only when the job starts; the run folder's name may use it
+        # (the paper experiments: ${hydra:runtime.choices.loss}).
+        HydraConfig.instance().set_config(config)
         run_dir = Path(config.hydra.run.dir)
         code = report_errors(
             "ceco3d-train", lambda: resume_checkpoint(run_dir, config.trainer.resume) and None

@@ -19,6 +19,10 @@ CHECKPOINT_VERSION = 1
 
 
 def git_revision() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes); "unknown" for an installed
+    package, whose folder above is no checkout of ceco3d."""
+    if not (REPO_ROOT / ".git").exists():  # a folder in a clone, a file in a worktree
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
@@ -92,7 +96,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def upgrade_config(config: dict, path: Path) -> dict:
     """A checkpoint's config in today's layout. Older checkpoints name the backbone
-    (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where conf/model/ now gives
+    (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where ceco3d/conf/model/ now gives
     its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they now
     are ``model.center_head``; nor do they have ``data.revoxelize``."""
     model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})

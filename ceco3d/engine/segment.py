@@ -92,7 +92,7 @@ def _check_request(cfg: DictConfig) -> list[Path]:
 
 
 def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
-    """Run ``ceco3d-predict`` (config: ``conf/predict.yaml``); returns the output folder."""
+    """Run ``ceco3d-predict`` (config: ``ceco3d/conf/predict.yaml``); returns the output folder."""
     files = _check_request(cfg)
     predictor = load_predictor(cfg, device)
     out = Path(cfg.out)

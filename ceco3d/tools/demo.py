@@ -34,12 +34,12 @@ from ceco3d.tools import backbone_name
 
 # The synthetic benchmark keeps ScanNet200's long tail (data_prep/synth/classes.py); its sizes
 # and the recipe were tuned on the CE baseline alone, for a 2-core CPU. CeCo keeps the paper's
-# settings (conf/loss/ceco.yaml, conf/model/center_head/ceco.yaml).
+# settings (ceco3d/conf/loss/ceco.yaml, ceco3d/conf/model/center_head/ceco.yaml).
 
 
 @dataclass(frozen=True)
 class Preset:
-    """The synthetic data set; the training recipe is ``conf/experiment/<experiment>.yaml``."""
+    """The synthetic data set; the training recipe is ``ceco3d/conf/experiment/<experiment>.yaml``."""
 
     scenes: int  # train + val
     test_scenes: int
@@ -56,7 +56,7 @@ STAT_COLUMNS = [
     ("mIoU", "mIoU"), ("head", "mIoU_head"), ("common", "mIoU_common"), ("tail", "mIoU_tail"),
     ("mAcc", "mAcc"), ("allAcc", "allAcc"),
 ]  # fmt: skip
-# The compared models: report name -> conf/loss/<name>.yaml; the baseline comes first, and the
+# The compared models: report name -> ceco3d/conf/loss/<name>.yaml; the baseline comes first, and the
 # seed table gives every other model's per-seed difference to it.
 MODELS = {"CE": "ce", "CE-weighted": "ce_weighted", "CeCo": "ceco"}
 BASELINE = "CE"
