@@ -68,7 +68,7 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path):
         (["ceco3d-train", "--cfg", "job", "data.root=/data/prep", "loss=ceco"], "lambda_: 0.4"),
         (["ceco3d-train", "--cfg", "job", "experiment=scannet200"], "Res16UNet34C"),
         (["ceco3d-eval", "--cfg", "job", "ckpt=x.pt"], "tta:"),
-        (["ceco3d-submit", "--help"], "ceco3d-submit"),
+        (["ceco3d-submit", "--cfg", "job", "check=sub.zip"], "split: test"),
     ],
 )
 def test_wheel_entry_points_find_their_configs(installed, tmp_path, command, expected):
