@@ -31,6 +31,14 @@ class UsageError(ReportedError, ValueError):
     exit_code = 2
 
 
+class InputError(ReportedError, ValueError):
+    """Bad input data; the message names the file and the problem (exit status 1)."""
+
+
+class NonFiniteLossError(ReportedError, RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 class Interrupted(ReportedError):
     """Stopped by a signal after saving what was done; the message says how to go on."""
 

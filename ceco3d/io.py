@@ -18,14 +18,10 @@ from typing import IO, Any
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from ceco3d.errors import ReportedError
+from ceco3d.errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-class InputError(ReportedError, ValueError):
-    """Bad input data; the message names the file and the problem (exit status 1)."""
 
 
 @contextlib.contextmanager

@@ -16,17 +16,10 @@ import numpy as np
 
 from ceco3d import viz
 from ceco3d.data.geometry import vertex_areas
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet, get_label_set
+from ceco3d.data.label_sets import IGNORE_INDEX, LabelSet, get_label_set
 from ceco3d.data.scan import Scan, from_metres_z_up
-from ceco3d.io import (
-    InputError,
-    atomic_write,
-    json_safe,
-    read_json,
-    save_json,
-    save_npy,
-    write_mesh,
-)
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_write, json_safe, read_json, save_json, save_npy, write_mesh
 
 LABELS_TXT, LABELS_NPY = "_labels.txt", "_labels.npy"
 COLORED_PLY, CLASSES_JSON, PREVIEW_PNG = "_pred.ply", "_classes.json", "_preview.png"

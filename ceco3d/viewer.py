@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d import viz
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet, get_label_set
+from ceco3d.data.label_sets import IGNORE_INDEX, LabelSet, get_label_set
 from ceco3d.data.scan import Scan, open3d, read_scan
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 from ceco3d.scan_export import GREY, VIEW, read_labels, recorded_label_set
 
 LAYER_KEYS = {"1": "input", "2": "prediction", "3": "ground truth"}

@@ -29,10 +29,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
-from ceco3d.data.meta import LABEL_SETS
-from ceco3d.errors import UsageError, report_errors, signal_name, signals_raise_interrupted
-from ceco3d.io import InputError, save_json
+from ceco3d.errors import (
+    InputError,
+    UsageError,
+    report_errors,
+    signal_name,
+    signals_raise_interrupted,
+)
+from ceco3d.io import save_json
 from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.data.geometry import vertex_normals
+from ceco3d.data.label_sets import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.layout import (
     FORMAT_VERSION,
     SEGMENT_KEY,
@@ -23,9 +24,9 @@ from ceco3d.data.layout import (
     scene_problem,
     write_scene,
 )
-from ceco3d.data.meta import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json, read_mesh
+from ceco3d.errors import InputError
+from ceco3d.io import read_json, read_mesh
 from data_prep.fingerprint import fingerprint, same_content
 
 

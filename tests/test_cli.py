@@ -12,7 +12,7 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import SCANNET200
+from ceco3d.data.label_sets import SCANNET200
 from ceco3d.engine.checkpoint import load_checkpoint
 from tests.fixtures import BIN, VOXEL_SIZE, synthetic_scannet, train_overrides  # noqa: F401
 

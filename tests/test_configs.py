@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ceco3d.data.meta import IGNORE_INDEX, get_label_set
+from ceco3d.data.label_sets import IGNORE_INDEX, get_label_set
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.losses import CeCoLoss
 from ceco3d.paths import CONF_DIR
@@ -142,7 +142,9 @@ def test_paper_experiment_takes_the_loss_as_its_one_axis(dataset, aug, loss):
 
 
 def test_scannet200_ceco_is_the_paper_recipe():
-    cfg = compose_config("train", ["experiment=scannet200", "loss=ceco", "data.root=/data/prepared"])
+    cfg = compose_config(
+        "train", ["experiment=scannet200", "loss=ceco", "data.root=/data/prepared"]
+    )
     assert cfg.data.label_set == "scannet200" and cfg.data.num_classes == 200
     assert cfg.model.backbone == {"_target_": "ceco3d.models.minkunet.Res16UNet34C",
                                   "bn_momentum": 0.02}  # fmt: skip

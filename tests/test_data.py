@@ -16,11 +16,12 @@ from ceco3d.data import layout
 from ceco3d.data import transforms as T
 from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset
+from ceco3d.data.label_sets import SCANNET20, SCANNET200
 from ceco3d.data.layout import FORMAT_VERSION
-from ceco3d.data.meta import SCANNET20, SCANNET200
 from ceco3d.data.sampler import StepBatchSampler, build_train_loader
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json, save_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json, save_json
 from ceco3d.paths import CONF_DIR
 
 VOXEL = 0.02

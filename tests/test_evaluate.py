@@ -15,7 +15,7 @@ from ceco3d.cli.evaluate import run as run_eval
 from ceco3d.data.transforms import TTAView, tta_views
 from ceco3d.engine.checkpoint import load_checkpoint
 from ceco3d.engine.config_checks import check_resumable
-from ceco3d.engine.predict import load_for_inference, view_datasets
+from ceco3d.engine.inference import load_for_inference, view_datasets
 from ceco3d.engine.train import train
 from ceco3d.io import read_mesh
 from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401

@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from ceco3d.engine.checkpoint import upgrade_config
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 from ceco3d.losses import CeCoLoss, CrossEntropyLoss, class_weights
 from ceco3d.models.center_collapse import CenterCollapseHead, class_moments, simplex_etf
 from ceco3d.models.minkunet import BACKBONES

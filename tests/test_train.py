@@ -18,8 +18,9 @@ import torch
 
 from ceco3d.analysis.tb_logs import read_scalars
 from ceco3d.engine.checkpoint import load_checkpoint
-from ceco3d.engine.predict import load_for_inference
-from ceco3d.engine.train import NonFiniteLossError, train
+from ceco3d.engine.inference import load_for_inference
+from ceco3d.engine.train import train
+from ceco3d.errors import NonFiniteLossError
 from ceco3d.io import read_json, save_json
 from ceco3d.losses import CeCoLoss
 from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d import viz
 from ceco3d.analysis import plots
 from ceco3d.analysis.imbalance import imbalance_statistics, normalized_frequency
 from ceco3d.analysis.tb_logs import read_scalars
-from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.engine.predict import load_for_inference, view_datasets
+from ceco3d.engine.inference import load_for_inference, view_datasets
 from ceco3d.errors import UsageError
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import accuracy_per_class, iou_per_class
+from ceco3d.neural_collapse import COLLAPSE_TAGS
 
 log = logging.getLogger("ceco3d.analyze")
 
@@ -77,7 +78,7 @@ def analyze(
         curves[name] = read_scalars(
             Path(ckpt).resolve().parent.parent, list(COLLAPSE_TAGS.values())
         )
-        plots.plot_group_iou(out / f"iou_{name}.png", ious[name], label_set)
+        viz.plot_per_class_iou(out / f"iou_{name}.png", ious[name], label_set, train_voxels)
 
     for counts_split in sorted({"train", split}):
         if counts_split in dataset.manifest["stats"]:

@@ -54,11 +54,11 @@ def hydra_message(error: Exception) -> str:
 
 
 def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """A console-script ``main`` that composes ``ceco3d/conf/<config_name>.yaml`` (found wherever the
-    user stands) with the command line's overrides and calls ``run(cfg)``. Expected failures
-    become one paragraph and the exit status of ``ceco3d.errors``; a command line that Hydra
-    rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks, as
-    ``CECO3D_DEBUG=1`` does."""
+    """A console-script ``main`` that composes ``ceco3d/conf/<config_name>.yaml`` (found
+    wherever the user stands) with the command line's overrides and calls ``run(cfg)``. Expected
+    failures become one paragraph and the exit status of ``ceco3d.errors``; a command line that
+    Hydra rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks,
+    as ``CECO3D_DEBUG=1`` does."""
     started = debug = False
 
     def work(cfg: DictConfig) -> None:

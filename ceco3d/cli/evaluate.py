@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.evaluate import evaluate
-    from ceco3d.engine.predict import load_for_inference, view_datasets
+    from ceco3d.engine.inference import load_for_inference, view_datasets
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 

@@ -1,14 +1,14 @@
 """``ceco3d-submit``: write a ScanNet benchmark submission zip from a checkpoint, or check one.
-A Hydra application like the other commands (unknown keys are refused); see ceco3d/conf/submit.yaml."""
+A Hydra application like the other commands (unknown keys are refused); see
+ceco3d/conf/submit.yaml."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
 from ceco3d.cli.common import data_overrides, hydra_app
-from ceco3d.data.meta import LABEL_SETS, get_label_set
-from ceco3d.errors import UsageError
-from ceco3d.io import InputError
+from ceco3d.data.label_sets import LABEL_SETS, get_label_set
+from ceco3d.errors import InputError, UsageError
 
 WRITE_KEYS = ("out", "data.root")
 CHECK_KEYS = ("raw", "benchmark", "split_file")
@@ -19,7 +19,7 @@ def given(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
 
 
 def check(cfg: DictConfig) -> None:
-    from ceco3d.export import check_submission
+    from ceco3d.submission import check_submission
 
     missing = [k for k in ("raw", "benchmark") if cfg[k] is None]
     if missing or given(cfg, WRITE_KEYS):
@@ -41,8 +41,8 @@ def check(cfg: DictConfig) -> None:
 
 
 def write(cfg: DictConfig) -> None:
-    from ceco3d.engine.predict import load_for_inference, predict_split
-    from ceco3d.export import write_submission
+    from ceco3d.engine.inference import load_for_inference, predict_split
+    from ceco3d.submission import write_submission
 
     if given(cfg, CHECK_KEYS):
         raise UsageError("raw=, benchmark= and split_file= go with check=ZIP, not with ckpt=")

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ceco3d.data.meta import LABEL_SETS
+from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.scan import UNITS, UP_AXES
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 
 
 def main(argv: list[str] | None = None) -> int:

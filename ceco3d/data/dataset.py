@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d.data.label_sets import get_label_set
 from ceco3d.data.layout import (
     FORMAT_VERSION,
     MANIFEST,
@@ -44,10 +45,10 @@ from ceco3d.data.layout import (
     read_scene_meta,
     settings_of,
 )
-from ceco3d.data.meta import get_label_set
 from ceco3d.data.transforms import Transform
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json
 
 log = logging.getLogger("ceco3d.data")
 
@@ -116,7 +117,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if name not in label_sets:
             raise self._fail(f"no label set {name!r} (it has {sorted(label_sets)})")
         if tuple(label_sets[name].get("ids", ())) != self.label_set.ids:
-            raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.meta")
+            raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.label_sets")
         missing = [s for s in splits[self.split] if not (self.root / self.split / s).is_dir()]
         if missing:
             raise self._fail(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ceco3d.io import InputError, read_json, save_json, save_npy
+from ceco3d.errors import InputError
+from ceco3d.io import read_json, save_json, save_npy
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.data.geometry import vertex_normals
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 
 log = logging.getLogger("ceco3d.scan")
 

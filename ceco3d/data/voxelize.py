@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ceco3d.io import InputError, atomic_write
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_write
 from ceco3d.paths import REPO_ROOT
 
 CHECKPOINT_VERSION = 1
@@ -96,9 +97,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def upgrade_config(config: dict, path: Path) -> dict:
     """A checkpoint's config in today's layout. Older checkpoints name the backbone
-    (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where ceco3d/conf/model/ now gives
-    its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they now
-    are ``model.center_head``; nor do they have ``data.revoxelize``."""
+    (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where ceco3d/conf/model/ now
+    gives its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they
+    now are ``model.center_head``; nor do they have ``data.revoxelize``."""
     model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})
     if isinstance(model.get("backbone"), str):
         from ceco3d.models.minkunet import BACKBONES

@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.data.dataset import FEATURE_CHANNELS
-from ceco3d.data.meta import LABEL_SETS
+from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.errors import UsageError
 
 # key -> (smallest allowed value, may be null); every one of them is a whole number

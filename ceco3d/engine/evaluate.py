@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ceco3d.collapse import FeatureAccumulator, collapse_statistics
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.engine.distributed import DistInfo
-from ceco3d.engine.predict import predict_scenes
+from ceco3d.engine.inference import predict_scenes
 from ceco3d.metrics import ConfusionMatrix, summarize
 from ceco3d.models.segmentor import Segmentor
+from ceco3d.neural_collapse import FeatureAccumulator, collapse_statistics
 
 
 def classifier_weights(model: Segmentor) -> np.ndarray:
@@ -40,7 +40,7 @@ def evaluate(
     on_scene: Callable[[dict, np.ndarray], None] | None = None,
 ) -> dict:
     """Metrics of one split. ``datasets``: the plain evaluation dataset, optionally followed by
-    test-time-augmentation views (see ``ceco3d.engine.predict.view_datasets``).
+    test-time-augmentation views (see ``ceco3d.engine.inference.view_datasets``).
 
     Returns ``{"point", "voxel", "collapse", "confusion", "num_scenes"}`` (+ ``"tta"``,
     ``"confusion_tta"`` with views), ``num_scenes`` the scenes scored (all ranks);

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ceco3d.data.meta import LabelSet, get_label_set
+from ceco3d.data.label_sets import LabelSet, get_label_set
 from ceco3d.data.scan import (
     NEUTRAL_COLOR,
     Scan,
@@ -30,8 +30,9 @@ from ceco3d.data.scan import (
     scan_normals,
 )
 from ceco3d.data.transforms import TTAView, tta_views
-from ceco3d.engine.predict import load_for_inference, predict_points
-from ceco3d.io import InputError, atomic_folder
+from ceco3d.engine.inference import load_for_inference, predict_points
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_folder
 from ceco3d.scan_export import write_scan_outputs
 
 log = logging.getLogger("ceco3d.predict")

@@ -16,20 +16,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
-from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
-from ceco3d.errors import Interrupted, UsageError, signal_name
+from ceco3d.errors import Interrupted, NonFiniteLossError, UsageError, signal_name
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
+from ceco3d.neural_collapse import COLLAPSE_TAGS
 
 log = logging.getLogger("ceco3d.train")
 

@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
 
 LOG_PRIOR_EPS = 1e-12  # the release's guard: log(prior + 1e-12)
 

@@ -8,5 +8,5 @@ COMPARED_LOSSES = ("ce", "ceco")
 
 
 def backbone_name(cfg: DictConfig) -> str:
-    """The backbone's class name, for reports (ceco3d/conf/model/ gives it as ``backbone._target_``)."""
+    """The backbone's class name, for reports (ceco3d/conf/model/ gives ``backbone._target_``)."""
     return cfg.model.backbone._target_.rpartition(".")[2]

@@ -39,7 +39,7 @@ from ceco3d.tools import backbone_name
 
 @dataclass(frozen=True)
 class Preset:
-    """The synthetic data set; the training recipe is ``ceco3d/conf/experiment/<experiment>.yaml``."""
+    """The synthetic data set; the training recipe is ``ceco3d/conf/experiment/<name>.yaml``."""
 
     scenes: int  # train + val
     test_scenes: int
@@ -56,8 +56,8 @@ STAT_COLUMNS = [
     ("mIoU", "mIoU"), ("head", "mIoU_head"), ("common", "mIoU_common"), ("tail", "mIoU_tail"),
     ("mAcc", "mAcc"), ("allAcc", "allAcc"),
 ]  # fmt: skip
-# The compared models: report name -> ceco3d/conf/loss/<name>.yaml; the baseline comes first, and the
-# seed table gives every other model's per-seed difference to it.
+# The compared models: report name -> ceco3d/conf/loss/<name>.yaml; the baseline comes first, and
+# the seed table gives every other model's per-seed difference to it.
 MODELS = {"CE": "ce", "CE-weighted": "ce_weighted", "CeCo": "ceco"}
 BASELINE = "CE"
 COLLAPSE_COLUMNS = [

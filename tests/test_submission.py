@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ceco3d.cli.submit import main
-from ceco3d.data.meta import SCANNET20, SCANNET200
-from ceco3d.export import check_submission, read_submission, write_submission
+from ceco3d.data.label_sets import SCANNET20, SCANNET200
 from ceco3d.io import write_mesh
+from ceco3d.submission import check_submission, read_submission, write_submission
 
 VERTICES = {"scene0707_00": 5, "scene0708_00": 7, "scene0709_01": 4}
 
@@ -226,10 +226,10 @@ def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
         calls["split"] = split
         yield from predictions.items()
 
-    fake = types.ModuleType("ceco3d.engine.predict")
+    fake = types.ModuleType("ceco3d.engine.inference")
     fake.load_for_inference = load_for_inference
     fake.predict_split = predict_split
-    monkeypatch.setitem(sys.modules, "ceco3d.engine.predict", fake)
+    monkeypatch.setitem(sys.modules, "ceco3d.engine.inference", fake)
 
     out = tmp_path / "out.zip"
     assert submit(monkeypatch, "ckpt=run/last.pt", "data.root=prep", f"out={out}") == 0

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ceco3d.data.meta import LabelSet
-from ceco3d.io import InputError, atomic_write, count_ply_vertices
+from ceco3d.data.label_sets import LabelSet
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_write, count_ply_vertices
 
 SCENE_PATTERN = re.compile(r"scene\d{4}_\d{2}")
 INTEGER = re.compile(r"[+-]?[0-9]+")

@@ -18,7 +18,7 @@ from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
 from ceco3d.engine.config_checks import check_data, check_weights_fit
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
 # What a checkpoint's config must say to rebuild the model and feed it like in training.

@@ -1,4 +1,4 @@
-"""The benchmark tables of ceco3d.data.meta against the benchmark's own definition file."""
+"""The benchmark tables of ceco3d.data.label_sets against the benchmark's own definition file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import (
+from ceco3d.data.label_sets import (
     IGNORE_INDEX,
     SCANNET20,
     SCANNET200,
