@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data import raw_layout
 from ceco3d.data.label_sets import LabelSet
 from ceco3d.errors import InputError
 from ceco3d.io import atomic_write, count_ply_vertices
@@ -89,7 +90,7 @@ def read_submission(zip_path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def read_split(raw_root: str | os.PathLike, split: str, split_file: str | None = None) -> list[str]:
     """Scene names of a split, from ``raw_root/scannetv2_<split>.txt`` unless a file is given."""
-    path = Path(split_file) if split_file else Path(raw_root) / f"scannetv2_{split}.txt"
+    path = Path(split_file) if split_file else raw_layout.split_list(raw_root, split)
     try:
         scenes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except FileNotFoundError:
@@ -100,8 +101,7 @@ def read_split(raw_root: str | os.PathLike, split: str, split_file: str | None =
 
 
 def mesh_path(raw_root: str | os.PathLike, scene: str, split: str) -> Path:
-    scans = "scans_test" if split == "test" else "scans"
-    return Path(raw_root) / scans / scene / f"{scene}_vh_clean_2.ply"
+    return raw_layout.scene_mesh(raw_root, split, scene)
 
 
 def _zip_layout_problems(names: list[str], scenes: set[str], split: str) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ceco3d.data import raw_layout
 from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
 from ceco3d.errors import (
@@ -43,8 +44,6 @@ from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped
 from data_prep.scene import SceneSource, Settings, prepare_scene, up_to_date
-
-LABEL_TABLE = "scannetv2-labels.combined.tsv"
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceco3d-prep", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("raw", type=Path, help="ScanNet folder with scans/ and scans_test/")
+    scans = f"{raw_layout.LABELLED_SCANS}/ and {raw_layout.TEST_SCANS}/"
+    parser.add_argument("raw", type=Path, help=f"ScanNet folder with {scans}")
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("--labels", type=Path, help=f"label table (default: RAW/{LABEL_TABLE})")
     parser.add_argument(
-        "--splits-dir", type=Path, help="folder with scannetv2_{train,val,test}.txt (default: RAW)"
+        "--labels", type=Path, help=f"label table (default: RAW/{raw_layout.LABEL_TABLE})"
+    )
+    parser.add_argument(
+        "--splits-dir",
+        type=Path,
+        help=f"folder with {raw_layout.split_list('', '{train,val,test}')} (default: RAW)",
     )
     parser.add_argument("--voxel-size", type=float, default=0.02, help="metres (default: 0.02)")
     parser.add_argument(
@@ -82,7 +86,7 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
     sources: list[SceneSource] = []
     seen: dict[str, str] = {}
     for split in SPLITS:
-        path = splits_dir / f"scannetv2_{split}.txt"
+        path = raw_layout.split_list(splits_dir, split)
         try:
             names = path.read_text(encoding="utf-8").split()
         except FileNotFoundError:
@@ -93,7 +97,7 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
             if name in seen:
                 raise InputError(f"{path}: {name} is already listed in the {seen[name]} split")
             seen[name] = split
-            folder = raw / ("scans_test" if split == "test" else "scans") / name
+            folder = raw_layout.scene_folder(raw, split, name)
             sources.append(SceneSource(name, split, folder, labelled=split != "test"))
     return sources
 
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--voxel-size must be positive")
     if not args.raw.is_dir():
         parser.error(f"{args.raw}: not a folder")
-    labels = args.labels or args.raw / LABEL_TABLE
+    labels = args.labels or args.raw / raw_layout.LABEL_TABLE
     try:
         lookups = read_label_table(labels)
         sources = find_scenes(args.raw, args.splits_dir or args.raw)

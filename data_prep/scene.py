@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data import raw_layout
 from ceco3d.data.geometry import vertex_normals
 from ceco3d.data.label_sets import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.layout import (
@@ -42,19 +43,19 @@ class SceneSource:
 
     @property
     def mesh(self) -> Path:
-        return self.folder / f"{self.scene_id}_vh_clean_2.ply"
+        return raw_layout.mesh_file(self.folder, self.scene_id)
 
     @property
     def segments(self) -> Path:
-        return self.folder / f"{self.scene_id}_vh_clean_2.0.010000.segs.json"
+        return raw_layout.segments_file(self.folder, self.scene_id)
 
     @property
     def aggregation(self) -> Path:
-        return self.folder / f"{self.scene_id}.aggregation.json"
+        return raw_layout.aggregation_file(self.folder, self.scene_id)
 
     @property
     def info(self) -> Path:
-        return self.folder / f"{self.scene_id}.txt"
+        return raw_layout.info_file(self.folder, self.scene_id)
 
     def inputs(self, align: bool) -> list[Path]:
         paths = [self.mesh]

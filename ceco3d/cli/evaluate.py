@@ -23,6 +23,7 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from ceco3d import viz
+    from ceco3d.data import raw_layout
     from ceco3d.data.layout import LABELLED_SPLITS
     from ceco3d.data.transforms import tta_views
     from ceco3d.device import resolve_device
@@ -62,8 +63,7 @@ def run(cfg: DictConfig) -> dict:
         if cfg.export.ply:
             faces = None
             if cfg.export.raw:
-                folder = "scans_test" if cfg.split == "test" else "scans"
-                mesh = Path(cfg.export.raw) / folder / scene / f"{scene}_vh_clean_2.ply"
+                mesh = raw_layout.scene_mesh(cfg.export.raw, cfg.split, scene)
                 faces = read_mesh(mesh)[2]
             viz.export_scene_plys(out / "ply", scene, xyz, faces, vertex_pred, gt, label_set)
         if cfg.export.preview:

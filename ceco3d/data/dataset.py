@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d.data import raw_layout
 from ceco3d.data.label_sets import get_label_set
 from ceco3d.data.layout import (
     FORMAT_VERSION,
@@ -270,7 +271,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
 def manifest_error(root: Path, problem: str, prep_options: str = "") -> InputError:
     """``problem`` with ROOT/manifest.json, and the command that prepares ``root``."""
     path = Path(root) / MANIFEST
-    if (Path(root) / "scans").is_dir():
+    if raw_layout.looks_like_raw(root):
         return InputError(
             f"{path}: {problem}; {root} looks like raw ScanNet (it has scans/): prepare it into "
             f"a folder of its own with `ceco3d-prep {root} PREPARED` and set data.root=PREPARED"
