@@ -55,7 +55,7 @@ def test_entry_point_answers_help_from_any_folder(name, tmp_path):
     done = run_script(name, "--help", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     if name in HYDRA_APPS:
-        assert "data: scannet20, scannet200" in done.stdout  # the config groups were found
+        assert "data: base, scannet20, scannet200" in done.stdout  # the config groups were found
         assert HYDRA_APPS[name] in done.stdout  # and the primary config composed
     else:
         assert f"usage: {name}" in done.stdout
