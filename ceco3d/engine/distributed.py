@@ -59,6 +59,15 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def gather_objects(obj: object) -> list:
+    """``obj`` of every process, in rank order (``[obj]`` without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, obj)
+        return gathered
+    return [obj]
+
+
 def max_over_ranks(value: int, device: torch.device) -> int:
     """The largest ``value`` of all processes (``value`` itself without a process group), so
     that every rank takes the same branch."""

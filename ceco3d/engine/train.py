@@ -22,7 +22,7 @@ from ceco3d.device import resolve_device
 from ceco3d.engine import cluster
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
-from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
@@ -80,7 +80,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
                         "the restored scheduler keeps its own horizon", trainer.max_steps,
                         saved_steps)  # fmt: skip
-        set_rng_states(ckpt["rng_states"])
+        per_rank = ckpt.get("rank_rng_states") or []  # older checkpoints: rank 0's only
+        same_ranks = len(per_rank) == dist_info.world_size
+        set_rng_states(per_rank[dist_info.rank] if same_ranks else ckpt["rng_states"])
         if dist_info.is_main:
             log.info("resumed from %s at step %d", resume_from, start_step)
 
@@ -98,6 +100,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
 
     def checkpoint(name: str, step: int) -> None:
+        # Every rank's RNG states: the center head's dropout draws as many numbers as a rank's
+        # batch has classes, so the ranks' streams part, and an exact resume needs each its own.
+        rank_rng_states = dist_utils.gather_objects(rng_states())
         if dist_info.is_main:
             save_checkpoint(
                 ckpt_dir / name,
@@ -107,6 +112,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 step=step,
                 best_miou=best_miou,
                 config=resolved_cfg,
+                rank_rng_states=rank_rng_states,
             )
 
     stop_signal: list[int] = []
