@@ -46,7 +46,7 @@ class RequeueingLauncher(BaseSubmititLauncher):
         cluster.guard_requeue()
         if self.requeues:
             job_log.info("requeued job: attempt %d of at most %d", self.requeues + 1,
-                     self.max_requeues + 1)  # fmt: skip
+                         self.max_requeues + 1)  # fmt: skip
         return super().__call__([*sweep_overrides, cluster.RESUME_OVERRIDE], *args)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
