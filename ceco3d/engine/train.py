@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
+from ceco3d.engine import cluster
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
-from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
@@ -78,7 +79,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
                         "the restored scheduler keeps its own horizon", trainer.max_steps,
                         saved_steps)  # fmt: skip
-        set_rng_states(ckpt["rng_states"])
+        per_rank = ckpt.get("rank_rng_states") or []  # older checkpoints: rank 0's only
+        same_ranks = len(per_rank) == dist_info.world_size
+        set_rng_states(per_rank[dist_info.rank] if same_ranks else ckpt["rng_states"])
         if dist_info.is_main:
             log.info("resumed from %s at step %d", resume_from, start_step)
 
@@ -96,6 +99,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
 
     def checkpoint(name: str, step: int) -> None:
+        # Every rank's RNG states: the center head's dropout draws as many numbers as a rank's
+        # batch has classes, so the ranks' streams part, and an exact resume needs each its own.
+        rank_rng_states = dist_utils.gather_objects(rng_states())
         if dist_info.is_main:
             save_checkpoint(
                 ckpt_dir / name,
@@ -105,17 +111,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 step=step,
                 best_miou=best_miou,
                 config=resolved_cfg,
+                rank_rng_states=rank_rng_states,
             )
 
     stop_signal: list[int] = []
     previous_handlers = {
         sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT)
+        for sig in (signal.SIGTERM, signal.SIGINT, cluster.preemption_signal())
     }
 
     # --- loop ----------------------------------------------------------------------------
     results: dict = {}
-    step = start_step
+    step, stopped_by = start_step, 0
     window_voxels, window_start = 0, time.perf_counter()
     bar = tqdm(total=trainer.max_steps, initial=start_step, desc="train",
                disable=not dist_info.is_main, dynamic_ncols=True)  # fmt: skip
@@ -178,7 +185,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     checkpoint(BEST, step)
             if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
                 checkpoint(LAST, step)
-            if stop_signal:
+            # Every rank stops at the same step, also where the signal reached only some.
+            stopped_by = dist_utils.max_over_ranks(stop_signal[0] if stop_signal else 0, device)
+            if stopped_by:
                 checkpoint(LAST, step)
                 break
     finally:
@@ -192,11 +201,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
         save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
-    if stop_signal:
+    if step == trainer.max_steps:  # also where a signal came in the last step
+        cluster.mark_training_finished()
+    elif stopped_by:
+        cluster.pass_on_preemption(stopped_by)  # under submitit: requeued here, rank 0 exits
         # A non-zero status after saving: a scheduler or a `&&` chain must not take a stopped
         # run for a finished one.
-        raise Interrupted(stop_signal[0], (
-            f"{signal_name(stop_signal[0])}: saved {ckpt_dir / LAST} at step {step}; continue "
+        raise Interrupted(stopped_by, (
+            f"{signal_name(stopped_by)}: saved {ckpt_dir / LAST} at step {step}; continue "
             f"with trainer.resume=auto run_name={run_dir.name}"))  # fmt: skip
     return results
 
