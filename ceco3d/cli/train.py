@@ -13,16 +13,19 @@ from ceco3d.errors import report_errors
 
 
 class RunFolderGuard(Callback):
-    """Refuses a run that would replace another's outputs before Hydra writes anything into its
-    folder (``.hydra/``, the log); ``train`` checks again for callers that bypass Hydra."""
+    """Refuses bad config values, and a run that would replace another's outputs, before Hydra
+    writes anything into its folder (``.hydra/``, the log); ``train`` checks again for callers
+    that bypass Hydra."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from ceco3d.engine.config_checks import check_training
         from ceco3d.engine.run_folder import resume_checkpoint
 
-        run_dir = Path(config.hydra.run.dir)
-        code = report_errors(
-            "ceco3d-train", lambda: resume_checkpoint(run_dir, config.trainer.resume) and None
-        )
+        def check() -> None:
+            check_training(config)
+            resume_checkpoint(Path(config.hydra.run.dir), config.trainer.resume)
+
+        code = report_errors("ceco3d-train", check)
         if code:
             sys.exit(code)
 

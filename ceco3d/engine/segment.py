@@ -58,7 +58,8 @@ class Predictor:
         points = {"coord": scan.xyz, "color": color}
         if self.features != "color":
             points["normal"] = scan_normals(scan, self.normal_radius, self.normal_max_nn)
-        return predict_points(self.model, points, self.features, self.voxel_size, self.views)
+        return predict_points(self.model, points, self.features, self.voxel_size, self.views,
+                              source=scan.path)  # fmt: skip
 
 
 def load_predictor(cfg: DictConfig, device: str) -> Predictor:
@@ -107,11 +108,16 @@ def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
                             "tta_views": len(predictor.views)}  # fmt: skip
                 write_scan_outputs(partial, scan, classes, voxel, predictor.label_set,
                                    predictor.voxel_size, settings)  # fmt: skip
-            except InputError as e:
+            except OSError:
+                raise  # an unwritable or full output disk: every later scan would fail too
+            except Exception as e:
                 if len(files) == 1:
                     raise
-                log.error("%s", e)
-                failures.append(str(e))
+                # One bad scan, or a bug it meets, must not cost the other scans' outputs.
+                message = str(e) if isinstance(e, InputError) else (
+                    f"{path}: unexpected error ({type(e).__name__}: {e})")  # fmt: skip
+                log.error("%s", message)
+                failures.append(message)
         if len(failures) == len(files):
             raise InputError(f"{cfg.input}: no scan could be segmented ({failures[0]}, ...)")
     if failures:

@@ -20,7 +20,13 @@ from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
+from ceco3d.engine.build import (
+    build_dataset,
+    build_loss,
+    build_model,
+    fill_voxel_size,
+    require_scenes,
+)
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
@@ -40,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     check_training(cfg)
     fill_voxel_size(cfg)
     trainer = cfg.trainer
-    device_type = resolve_device(trainer.device)
+    device_type = resolve_device(trainer.device, "trainer.device")
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     if trainer.threads:
@@ -58,6 +64,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
+    if val_set is not None:
+        require_scenes(val_set, "data.val_split")
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
