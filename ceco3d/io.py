@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from ceco3d.errors import ReportedError
+from ceco3d.errors import ReportedError, UsageError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -64,6 +64,20 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Fail once, before any work, where the output ``folder`` (given by ``option``) cannot be
+    created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"{folder}: cannot write the output folder ({e.strerror}); choose another {option} "
+            "or make it writable"
+        ) from None
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

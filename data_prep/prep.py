@@ -17,7 +17,6 @@ import argparse
 import multiprocessing
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -31,8 +30,8 @@ from tqdm import tqdm
 
 from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
 from ceco3d.data.meta import LABEL_SETS
-from ceco3d.errors import UsageError, report_errors, signal_name, signals_raise_interrupted
-from ceco3d.io import InputError, save_json
+from ceco3d.errors import report_errors, signal_name, signals_raise_interrupted
+from ceco3d.io import InputError, check_writable, save_json
 from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped
@@ -78,7 +77,7 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
     for split in SPLITS:
         path = splits_dir / f"scannetv2_{split}.txt"
         try:
-            names = path.read_text(encoding="utf-8").split()
+            names = path.read_text(encoding="utf-8-sig").split()  # -sig: a BOM is no scene name
         except FileNotFoundError:
             raise InputError(f"{path}: split list not found (pass --splits-dir)") from None
         for name in names:
@@ -223,22 +222,9 @@ def summarize(
     return "\n".join(lines)
 
 
-def check_writable(out: Path) -> None:
-    """Fail once, before any work, where the output folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UsageError(
-            f"{out}: cannot write the output folder ({e.strerror}); choose another OUT or make "
-            "it writable"
-        ) from None
-
-
 def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
     """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
-    check_writable(args.out)
+    check_writable(args.out, "OUT")
     start = time.perf_counter()
     settings = Settings(args.voxel_size, args.align, sha256_of(labels))
     run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
