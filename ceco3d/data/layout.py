@@ -6,8 +6,8 @@
                                       the raw inputs, and every array's shape, dtype and size
 
 A scene folder belongs to a manifest when its meta.json carries the manifest's ``SETTINGS`` and
-every array file still has the size that meta.json records (a truncated or replaced array does
-not).
+every array file still has the size, shape and dtype that meta.json records (a truncated or
+replaced array does not).
 """
 
 from __future__ import annotations
@@ -109,4 +109,38 @@ def meta_problem(folder: Path, meta: dict | None, settings: dict) -> str | None:
             return (
                 f"{key}.npy has {size} bytes, {SCENE_META} says {record.get('bytes')} (truncated?)"
             )
+        problem = array_problem(folder / f"{key}.npy", record)
+        if problem is not None:
+            return problem
     return None
+
+
+def npy_header(path: Path) -> tuple[list[int], str]:
+    """(shape, dtype string such as ``"<i4"``) of a ``.npy`` file from its header alone."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+            np.lib.format.read_array_header_2_0)  # fmt: skip
+        shape, _, dtype = read(f)
+    return list(shape), dtype.str
+
+
+def array_problem(path: Path, record: dict) -> str | None:
+    """Why the ``.npy`` at ``path`` is not the array its meta.json ``record`` describes."""
+    try:
+        shape, dtype = npy_header(path)
+    except (OSError, ValueError, EOFError) as e:
+        return f"{path.name} is unreadable ({e})"
+    return layout_problem(path.name, shape, dtype, record)
+
+
+def layout_problem(name: str, shape: list[int], dtype: str, record: dict) -> str | None:
+    """Why an array of ``shape`` and ``dtype`` is not the one meta.json's ``record`` describes
+    (an array of the same byte size but another layout was replaced, not prepared)."""
+    if list(shape) == record.get("shape") and dtype == record.get("dtype"):
+        return None
+    return (
+        f"{name} holds a {dtype} array of shape {tuple(shape)}, {SCENE_META} says "
+        f"{record.get('dtype')} {tuple(record.get('shape') or ())} (replaced since it was "
+        "prepared?)"
+    )
