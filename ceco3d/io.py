@@ -28,12 +28,37 @@ class InputError(ReportedError, ValueError):
     """Bad input data; the message names the file and the problem (exit status 1)."""
 
 
+TEMPORARY_SUFFIX = ".tmp"  # of the hidden files and folders that atomic writes fill
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder tree; absent is fine."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """The temporary files and folders of atomic writes in ``folder``: of writes under way, or
+    of writes killed before they could clean up (``kill -9``, a power cut)."""
+    return sorted(folder.glob(f".*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove, and return, ``temporaries(folder)``, where no other write can be under way."""
+    found = temporaries(folder)
+    for path in found:
+        remove_entry(path)
+    return found
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
     try:
         with os.fdopen(fd, mode) as f:
@@ -56,7 +81,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     an exception it becomes ``path`` (which must not exist yet), otherwise it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
     try:
         yield tmp

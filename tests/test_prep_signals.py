@@ -71,3 +71,29 @@ def test_a_signal_stops_prep_and_every_worker(signum, raw, tmp_path):
     assert f"{signum.name}: stopped; finished scenes are kept, run again to go on" in err
     assert "Traceback" not in err
     assert not (out / "manifest.json").exists()  # written only after a complete run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_kill_9_of_prep_leaves_no_worker_behind(raw, tmp_path):
+    """SIGKILL gives the main process no chance to stop anything: the fork server, the workers
+    and the resource tracker must notice on their own that it is gone."""
+    process = subprocess.Popen(
+        [BIN / "ceco3d-prep", raw, tmp_path / "out", "-j", "2"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(session_processes(process.pid)) < 5:
+            assert process.poll() is None and time.monotonic() < deadline, "no workers"
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while session_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = session_processes(process.pid)
+    finally:
+        for pid in session_processes(process.pid):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ceco3d.io import InputError, read_json, save_json, save_npy
+from ceco3d.io import InputError, read_json, remove_entry, save_json, save_npy, temporaries
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 LABELLED_SPLITS = ("train", "val")  # ScanNet withholds the test labels
 SCENE_META = "meta.json"
+# Hidden siblings of a scene folder while it is written: the new one, and the one it replaces.
+STAGING, REPLACED = ".partial", ".replaced"
 # The file stem of each label set's per-vertex labels; "voxel_" + stem holds the voxel labels.
 SEGMENT_KEY = {"scannet20": "segment20", "scannet200": "segment200"}
 ARRAYS = (
@@ -62,8 +63,8 @@ def write_scene(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> dict
 
     Everything is written into a sibling folder that replaces ``folder`` only once complete, so
     a full disk or an interruption leaves the earlier scene as it was."""
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = folder.with_name(f".{folder.name}{STAGING}")
+    remove_entry(staging)
     records = {}
     for key in ARRAYS:
         path = staging / f"{key}.npy"
@@ -75,13 +76,28 @@ def write_scene(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> dict
         }
     meta = {**meta, "arrays": records}
     save_json(staging / SCENE_META, meta)
-    replaced = folder.with_name(f".{folder.name}.replaced")
-    shutil.rmtree(replaced, ignore_errors=True)
+    # A scene folder that is a link (to a copy elsewhere) is replaced as a link: what it points
+    # to is left as it was.
+    replaced = folder.with_name(f".{folder.name}{REPLACED}")
+    remove_entry(replaced)
     with contextlib.suppress(FileNotFoundError):
         os.rename(folder, replaced)
     os.rename(staging, folder)
-    shutil.rmtree(replaced, ignore_errors=True)
+    remove_entry(replaced)
     return meta
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Remove, and return, what an interrupted ``ceco3d-prep`` (``kill -9``, a power cut) left in
+    ``root``: scene staging folders, replaced scene folders (or links), temporary files."""
+    found = temporaries(root)
+    for split in SPLITS:
+        if (root / split).is_dir():
+            hidden = [p for p in (root / split).iterdir() if p.name.startswith(".")]
+            found += sorted(p for p in hidden if p.name.endswith((STAGING, REPLACED)))
+    for path in found:
+        remove_entry(path)
+    return found
 
 
 def scene_problem(folder: Path, settings: dict) -> str | None:

@@ -33,7 +33,7 @@ from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
 from ceco3d.errors import Interrupted, UsageError, signal_name
-from ceco3d.io import json_safe, save_json
+from ceco3d.io import json_safe, remove_temporaries, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
 
@@ -57,6 +57,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
+    if dist_info.is_main:
+        left = remove_temporaries(ckpt_dir)
+        if left:
+            log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
+                        len(left), " ".join(p.name for p in left))  # fmt: skip
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     if ckpt is not None:
         check_resumable(ckpt["config"], cfg, resume_from)
