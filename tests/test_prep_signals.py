@@ -39,8 +39,8 @@ def raw(tmp_path_factory) -> Path:
 
 
 def signal_prep(raw: Path, out: Path, signum: int, stderr: Path) -> tuple[int, list[int]]:
-    """Start ``ceco3d-prep -j 2``, send ``signum`` once the workers run; its exit status and the
-    processes of its session still alive 10 s after it ended."""
+    """Start ``ceco3d-prep -j 2``, send ``signum`` once a worker has finished a scene; its exit
+    status and the processes of its session still alive 10 s after it ended."""
     with open(stderr, "w") as file:
         # A session of its own: the fork server and the workers are found by it, even orphaned.
         process = subprocess.Popen(
@@ -49,8 +49,9 @@ def signal_prep(raw: Path, out: Path, signum: int, stderr: Path) -> tuple[int, l
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        # The main process, the resource tracker, the fork server and two workers.
-        while len(session_processes(process.pid)) < 5:
+        # The main process, the resource tracker, the fork server and two workers, which have
+        # started (a worker stopped while it starts up may print a traceback before it ends).
+        while len(session_processes(process.pid)) < 5 or not any(out.glob("*/*/meta.json")):
             assert process.poll() is None, stderr.read_text()[-2000:]
             assert time.monotonic() < deadline, "no workers after 120 s"
             time.sleep(0.1)
