@@ -21,7 +21,7 @@ pytest.importorskip("open3d", reason="ceco3d-predict reads scans with open3d")
 GEOREFERENCED = np.array([500_000.0, 5_000_000.0, 200.0])  # UTM-like metres
 COLOURS = {  # PLY type -> the stored values of 8-bit (0, 64, 128, 255)
     "u1": [0, 64, 128, 255],
-    "u2": [0, 64 * 257, 128 * 257, 65535],
+    "u2": [0, 64 * 256, 128 * 256, 65535],  # a plain cast to uint8 turns 64 * 256 into 0
     "f4": [0.0, 64 / 255, 128 / 255, 1.0],
     "f8": [0.0, 64 / 255, 128 / 255, 1.0],
 }
