@@ -39,10 +39,11 @@ def remove_entry(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def temporaries(folder: Path) -> list[Path]:
-    """The temporary files and folders of atomic writes in ``folder``: of writes under way, or
-    of writes killed before they could clean up (``kill -9``, a power cut)."""
-    return sorted(folder.glob(f".*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
+def temporaries(folder: Path, name: str = "*") -> list[Path]:
+    """The temporary files and folders of atomic writes in ``folder`` (of ``folder / name``
+    alone, where given): of writes under way, or of writes killed before they could clean up
+    (``kill -9``, a power cut)."""
+    return sorted(folder.glob(f".{name}.*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
 
 
 def remove_temporaries(folder: Path) -> list[Path]:

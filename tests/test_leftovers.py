@@ -8,8 +8,15 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
+from ceco3d.io import InputError
 from data_prep import prep
-from tests.fixtures import synthetic_scannet, tiny_train_config  # noqa: F401 (a fixture)
+from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)
+    compose_config,
+    synthetic_scannet,
+    tiny_train_config,
+)
 from tests.test_prep import raw, strip_scene, write_splits
 
 _ = raw  # a fixture
@@ -76,3 +83,16 @@ def test_training_removes_and_reports_temporary_checkpoint_files(
     assert not killed.exists()
     assert any(killed.name in r.getMessage() for r in caplog.records)
     assert sorted(p.name for p in checkpoints.iterdir()) == ["last.pt"]
+
+
+def test_predict_reports_the_folder_a_killed_run_left(tmp_path, caplog):
+    from ceco3d.cli.predict import run as predict_run
+
+    left = tmp_path / ".out.k9z0.tmp"  # what a killed ceco3d-predict out=OUT leaves
+    left.mkdir()
+    args = [f"ckpt={tmp_path / 'absent.pt'}", f"input={tmp_path}", f"out={tmp_path / 'out'}"]
+    with caplog.at_level(logging.WARNING, logger="ceco3d.predict"):
+        with pytest.raises(InputError):  # after the report: the checkpoint is absent
+            predict_run(compose_config("predict", [*args, "device=cpu"]))
+    assert any(f"{left}: left by a ceco3d-predict into" in r.getMessage() for r in caplog.records)
+    assert left.is_dir()  # reported, not removed: it may be another run's, still being written

@@ -31,7 +31,7 @@ from ceco3d.data.scan import (
 )
 from ceco3d.data.transforms import TTAView, tta_views
 from ceco3d.engine.predict import load_for_inference, predict_points
-from ceco3d.io import InputError, atomic_folder
+from ceco3d.io import InputError, atomic_folder, temporaries
 from ceco3d.scan_export import write_scan_outputs
 
 log = logging.getLogger("ceco3d.predict")
@@ -82,6 +82,9 @@ def _check_request(cfg: DictConfig) -> list[Path]:
     if out.exists():
         raise InputError(f"{out}: already exists; ceco3d-predict writes a new folder (choose "
                          "another out=, or remove this one)")  # fmt: skip
+    for left in temporaries(out.parent, out.name):
+        log.warning("%s: left by a ceco3d-predict into %s that was killed (or is still running); "
+                    "remove it once no run writes there", left, out)  # fmt: skip
     check_frame(cfg.units, cfg.up)
     files = scan_files(Path(cfg.input))
     stems = [p.stem for p in files]
