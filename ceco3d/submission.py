@@ -92,7 +92,8 @@ def read_split(raw_root: str | os.PathLike, split: str, split_file: str | None =
     """Scene names of a split, from ``raw_root/scannetv2_<split>.txt`` unless a file is given."""
     path = Path(split_file) if split_file else raw_layout.split_list(raw_root, split)
     try:
-        scenes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a BOM is no part of a scene name
+        scenes = [line.strip() for line in text.splitlines() if line.strip()]
     except FileNotFoundError:
         raise InputError(f"{path}: split file not found") from None
     if not scenes:

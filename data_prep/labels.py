@@ -29,7 +29,7 @@ def read_label_table(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     path = Path(path)
     try:
         # newline="": the real table has CRLF line ends, which csv handles only this way.
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM is not a column name
             reader = csv.DictReader(f, delimiter="\t")
             rows = list(reader)
             header = reader.fieldnames or []

@@ -14,10 +14,12 @@ failures never replaces a manifest that lists scenes this run could not prepare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import os
 import signal
 import sys
-import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -25,21 +27,21 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ceco3d.data import raw_layout
 from ceco3d.data.label_sets import LABEL_SETS
-from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
+from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, remove_leftovers, scene_problem
 from ceco3d.errors import (
     InputError,
-    UsageError,
     report_errors,
     signal_name,
     signals_raise_interrupted,
 )
-from ceco3d.io import save_json
+from ceco3d.io import check_writable, save_json
 from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped
@@ -88,7 +90,7 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
     for split in SPLITS:
         path = raw_layout.split_list(splits_dir, split)
         try:
-            names = path.read_text(encoding="utf-8").split()
+            names = path.read_text(encoding="utf-8-sig").split()  # -sig: a BOM is no scene name
         except FileNotFoundError:
             raise InputError(f"{path}: split list not found (pass --splits-dir)") from None
         for name in names:
@@ -122,10 +124,19 @@ def run_one(
     return Outcome(source, "failed", kept, error)
 
 
-def init_worker() -> None:
+def init_worker(main: Connection) -> None:
     """Ctrl-C reaches the whole process group, and only the main process acts on it (it stops
-    the workers)."""
+    the workers). A worker also ends as soon as the main process is gone, however it went (a
+    ``kill -9`` runs no cleanup): its end of the pipe ``main`` then closes. The workers' end
+    brings down the fork server and the resource tracker, which live as long as a worker does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_main, args=(main,), daemon=True).start()
+
+
+def _exit_with_main(main: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        main.recv()  # nothing is ever sent: this returns (raises) when the main process is gone
+    os._exit(1)
 
 
 def run_all(
@@ -150,10 +161,14 @@ def run_all(
         # workers without importing it again.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["data_prep.worker_preload"])
-        pool = ProcessPoolExecutor(workers, context, initializer=init_worker)
+        # The main process holds the only writing end; its end, however it comes, ends the
+        # workers (see init_worker).
+        from_main, to_workers = context.Pipe(duplex=False)
+        pool = ProcessPoolExecutor(workers, context, initializer=init_worker, initargs=(from_main,))
         try:
             for future in as_completed([pool.submit(run, source) for source in sources]):
                 collect(future.result())
+            pool.shutdown()
         except BaseException:
             # Interrupted (or broken): stop the workers now instead of letting them finish
             # their scenes; a half-written scene stays in its staging folder, the earlier one
@@ -163,7 +178,8 @@ def run_all(
                 process.terminate()
                 process.join()
             raise
-        pool.shutdown()
+        finally:
+            to_workers.close()
     return outcomes
 
 
@@ -233,22 +249,14 @@ def summarize(
     return "\n".join(lines)
 
 
-def check_writable(out: Path) -> None:
-    """Fail once, before any work, where the output folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UsageError(
-            f"{out}: cannot write the output folder ({e.strerror}); choose another OUT or make "
-            "it writable"
-        ) from None
-
-
 def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
     """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
-    check_writable(args.out)
+    check_writable(args.out, "OUT")
+    left = remove_leftovers(args.out)
+    if left:
+        names = " ".join(str(p.relative_to(args.out)) for p in left)
+        print(f"ceco3d-prep: removed {len(left)} leftovers of an interrupted run: {names}",
+              file=sys.stderr)  # fmt: skip
     start = time.perf_counter()
     settings = Settings(args.voxel_size, args.align, sha256_of(labels))
     run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)

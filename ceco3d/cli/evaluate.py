@@ -28,6 +28,8 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.data.transforms import tta_views
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
+    from ceco3d.engine.build import require_scenes
+    from ceco3d.engine.config_checks import check_count
     from ceco3d.engine.evaluate import evaluate
     from ceco3d.engine.inference import load_for_inference, view_datasets
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
@@ -40,6 +42,8 @@ def run(cfg: DictConfig) -> dict:
             "to score; evaluate split=val, export predictions with export.ply=true or "
             "export.preview=true, or write a benchmark submission with ceco3d-submit"
         )
+    check_count(cfg, "max_scenes", 1, nullable=True)
+    check_count(cfg, "export.max_scenes", 0, nullable=False)
     device_type = resolve_device(cfg.device)
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
@@ -47,6 +51,7 @@ def run(cfg: DictConfig) -> dict:
     model, train_cfg = load_for_inference(cfg.ckpt, overrides, device=str(device))
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
     datasets = view_datasets(train_cfg, cfg.split, views)
+    require_scenes(datasets[0], "split")
     label_set = datasets[0].label_set
     out = Path(cfg.out)
 
@@ -88,7 +93,6 @@ def run(cfg: DictConfig) -> dict:
         if "tta" in results:
             summary["tta"] = {**results["tta"], "views": len(datasets)}
             save_npy(out / "confusion_tta.npy", results["confusion_tta"])
-        save_json(out / "summary.json", json_safe(summary))
         save_npy(out / "confusion.npy", results["confusion"])
         from ceco3d.metrics import accuracy_per_class, iou_per_class
 
@@ -96,6 +100,8 @@ def run(cfg: DictConfig) -> dict:
         iou, acc = iou_per_class(results["confusion"]), accuracy_per_class(results["confusion"])
         viz.write_per_class_csv(out / "per_class.csv", label_set, iou, acc, train_counts)
         viz.plot_per_class_iou(out / "per_class_iou.png", iou, label_set, train_counts)
+        # Last: a summary.json stands for a complete evaluation (a full disk stops before it).
+        save_json(out / "summary.json", json_safe(summary))
         log.info("point-level results (%s, %s):\n%s", cfg.split, cfg.ckpt,
                  format_table(point, label_set))  # fmt: skip
         if "tta" in results:

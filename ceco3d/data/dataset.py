@@ -42,6 +42,7 @@ from ceco3d.data.layout import (
     FORMAT_VERSION,
     MANIFEST,
     SEGMENT_KEY,
+    layout_problem,
     meta_problem,
     read_scene_meta,
     settings_of,
@@ -146,6 +147,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         for training, without the scenes that have no labelled voxel in this label set."""
         settings = settings_of(self.manifest)
         problems, unlabelled, scenes = {}, [], []
+        self._arrays: dict[str, dict] = {}  # scene -> meta.json's record of its arrays
         for scene in self.manifest["splits"][self.split]:
             folder = self.root / self.split / scene
             meta = read_scene_meta(folder)
@@ -156,6 +158,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 unlabelled.append(scene)
             else:
                 scenes.append(scene)
+                self._arrays[scene] = meta["arrays"]
         if problems:
             listed = "; ".join(f"{s}: {p}" for s, p in list(problems.items())[:5])
             more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -207,11 +210,15 @@ class ScanNetDataset(torch.utils.data.Dataset):
     def _load(self, scene: str, name: str) -> np.ndarray:
         path = self.root / self.split / scene / f"{name}.npy"
         try:
-            return np.load(path)
+            array = np.load(path)
         except FileNotFoundError:
             raise self._fail(f"scene file {path} is missing") from None
         except (ValueError, EOFError, OSError) as e:  # truncated or overwritten since the check
             raise self._fail(f"scene file {path} is unreadable ({e})") from None
+        problem = layout_problem(str(path), array.shape, array.dtype.str, self._arrays[scene][name])
+        if problem is not None:  # replaced since the check
+            raise self._fail(problem)
+        return array
 
     def __getitem__(self, index: int) -> dict:
         scene = self.scenes[index]

@@ -6,7 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset, prepared_voxel_size
+from ceco3d.data.layout import MANIFEST
 from ceco3d.data.transforms import TTAView
+from ceco3d.errors import InputError
 from ceco3d.models.center_collapse import CenterCollapseHead
 from ceco3d.models.segmentor import Segmentor
 
@@ -29,6 +31,16 @@ def build_dataset(
         labelled_only=training,
         seed=cfg.seed,
     )
+
+
+def require_scenes(dataset: ScanNetDataset, key: str) -> None:
+    """``dataset`` has a scene to work on; otherwise the message names the split's ``key``."""
+    if not len(dataset):
+        raise InputError(
+            f"{dataset.root / MANIFEST}: the {dataset.split} split lists no scenes, so there is "
+            f"nothing to evaluate; choose another {key}=, or prepare scenes of this split "
+            "(ceco3d-prep reads them from its split lists)"
+        )
 
 
 def fill_voxel_size(cfg: DictConfig) -> None:

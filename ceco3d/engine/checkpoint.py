@@ -77,7 +77,14 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
         **state,
     }
     with atomic_write(path) as f:
-        torch.save(payload, f)
+        try:
+            torch.save(payload, f)
+        except RuntimeError as e:
+            # torch's zip writer reports a failed write (a full disk) as "unexpected pos ...";
+            # the write's own error says what happened.
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.data.dataset import FEATURE_CHANNELS
 from ceco3d.data.label_sets import LABEL_SETS
+from ceco3d.device import resolve_device
 from ceco3d.errors import UsageError
+from ceco3d.losses import CeCoLoss
 
 # key -> (smallest allowed value, may be null); every one of them is a whole number
 TRAINING_COUNTS = {
@@ -59,9 +62,53 @@ def check_data(cfg: DictConfig) -> None:
         )
 
 
+def is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    lr = OmegaConf.select(cfg, "optim.lr")
+    if not is_number(lr) or not lr > 0:
+        raise UsageError(f"optim.lr={lr!r}: expected a learning rate > 0, e.g. optim.lr=0.1")
+
+
+def is_whole(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+def check_center_head(cfg: DictConfig) -> None:
+    """A loss of the CeCo family has the model's center head to read, and the head's numbers
+    are in range."""
+    head = OmegaConf.select(cfg, "model.center_head")
+    if head is None:
+        target = OmegaConf.select(cfg, "loss._target_")
+        if target is not None and issubclass(get_class(target), CeCoLoss):
+            raise UsageError(
+                f"loss._target_={target} needs the model's center head, but model.center_head is "
+                "null; drop model.center_head=null (loss=ceco adds the head), or train with loss=ce"
+            )
+        return
+    k = cfg.data.num_classes
+    allowed = {
+        "reduce_dim": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+        "proj_dim": (lambda v: is_whole(v) and v >= k,
+                     f"a whole number >= data.num_classes ({k}), one ETF direction per class"),
+        "scale": (lambda v: is_number(v) and v > 0, "a number > 0"),
+        "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    }  # fmt: skip
+    for name, (fits, expected) in allowed.items():
+        if name in head and not fits(head[name]):
+            key = f"model.center_head.{name}"
+            raise UsageError(f"{key}={head[name]!r}: expected {expected} (conf/model/center_head/"
+                             "ceco.yaml has the defaults)")  # fmt: skip
+
+
 def check_training(cfg: DictConfig) -> None:
     for key, (minimum, nullable) in TRAINING_COUNTS.items():
         check_count(cfg, key, minimum, nullable)
+    resolve_device(cfg.trainer.device, "trainer.device")
+    check_optimizer(cfg)
+    check_center_head(cfg)
     clip = cfg.trainer.grad_clip
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
                              or not clip > 0):  # fmt: skip

@@ -110,10 +110,11 @@ def predict_split(
 
 @torch.no_grad()
 def _voxel_logits(
-    model: Segmentor, points: dict, features: str, voxel_size: float, device: torch.device
-) -> tuple[torch.Tensor, np.ndarray]:
+    model: Segmentor, points: dict, features: str, voxel_size: float, device: torch.device,
+    source: object,
+) -> tuple[torch.Tensor, np.ndarray]:  # fmt: skip
     """(M, K) logits of the voxels of ``points`` and the (N,) voxel of every point."""
-    voxels = voxelize(points["coord"], voxel_size)
+    voxels = voxelize(points["coord"], voxel_size, source)
     feats = voxel_mean(point_features(points, features), voxels.inverse, voxels.num_voxels)
     coords = np.zeros((voxels.num_voxels, 4), dtype=np.int32)
     coords[:, 1:] = voxels.grid
@@ -129,6 +130,7 @@ def predict_points(
     voxel_size: float,
     views: list[TTAView] | None = None,
     chunk: int = 1 << 20,
+    source: object = "the points",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) int16 class index of every point, and (N,) the voxel of every point in the plain
     voxelization. The points are voxelized at ``voxel_size`` and fed as in training (voxel means
@@ -138,19 +140,22 @@ def predict_points(
 
     ``points``: ``coord`` (N, 3) float32 metres, ``color`` (N, 3) 0..255, ``normal`` (N, 3) where
     ``features`` uses it. Without views no (N, K) array is formed; with them one (N, K) float32
-    sum is, filled ``chunk`` points at a time."""
+    sum is, filled ``chunk`` points at a time. ``source`` (the scan's file) names the points in
+    the message on coordinates beyond the voxel grid."""
     model.eval()
     device = next(model.parameters()).device
     views = views or [TTAView()]
     if views[0] != TTAView():
         raise ValueError("the first view must be the identity")
-    logits, plain_inverse = _voxel_logits(model, points, features, voxel_size, device)
+    logits, plain_inverse = _voxel_logits(model, points, features, voxel_size, device, source)
     if len(views) == 1:
         return logits.argmax(1).to(torch.int16).cpu().numpy()[plain_inverse], plain_inverse
     total = torch.zeros(len(plain_inverse), logits.shape[1])
     for index, view in enumerate(views):
         if index:
-            logits, inverse = _voxel_logits(model, view(points), features, voxel_size, device)
+            logits, inverse = _voxel_logits(
+                model, view(points), features, voxel_size, device, source
+            )
         else:
             inverse = plain_inverse
         logits = logits.cpu()

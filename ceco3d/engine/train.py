@@ -20,13 +20,19 @@ from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import cluster
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
+from ceco3d.engine.build import (
+    build_dataset,
+    build_loss,
+    build_model,
+    fill_voxel_size,
+    require_scenes,
+)
 from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
 from ceco3d.errors import Interrupted, NonFiniteLossError, UsageError, signal_name
-from ceco3d.io import json_safe, save_json
+from ceco3d.io import json_safe, remove_temporaries, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
 from ceco3d.neural_collapse import COLLAPSE_TAGS
@@ -40,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     check_training(cfg)
     fill_voxel_size(cfg)
     trainer = cfg.trainer
-    device_type = resolve_device(trainer.device)
+    device_type = resolve_device(trainer.device, "trainer.device")
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     if trainer.threads:
@@ -51,6 +57,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
+    if dist_info.is_main:
+        left = remove_temporaries(ckpt_dir)
+        if left:
+            log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
+                        len(left), " ".join(p.name for p in left))  # fmt: skip
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     if ckpt is not None:
         check_resumable(ckpt["config"], cfg, resume_from)
@@ -58,6 +69,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
+    if val_set is not None:
+        require_scenes(val_set, "data.val_split")
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
