@@ -13,16 +13,25 @@ from ceco3d.errors import report_errors
 
 
 class RunFolderGuard(Callback):
-    """Refuses a run that would replace another's outputs before Hydra writes anything into its
-    folder (``.hydra/``, the log); ``train`` checks again for callers that bypass Hydra."""
+    """Before Hydra writes anything into the run folder (``.hydra/``, the log): claims it, refuses
+    a run that would replace another's outputs, and keeps the configs of the segment a resumed
+    run continues. ``train`` claims and checks again for callers that bypass Hydra."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from ceco3d.engine.run_folder import resume_checkpoint
+        from ceco3d.engine.run_folder import (
+            claim_run_folder,
+            keep_segment_config,
+            resume_checkpoint,
+        )
 
         run_dir = Path(config.hydra.run.dir)
-        code = report_errors(
-            "ceco3d-train", lambda: resume_checkpoint(run_dir, config.trainer.resume) and None
-        )
+
+        def guard() -> None:
+            claim_run_folder(run_dir)
+            if resume_checkpoint(run_dir, config.trainer.resume) is not None:
+                keep_segment_config(run_dir)
+
+        code = report_errors("ceco3d-train", guard)
         if code:
             sys.exit(code)
 

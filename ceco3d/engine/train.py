@@ -25,7 +25,15 @@ from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_s
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
+from ceco3d.engine.run_folder import (
+    BEST,
+    CHECKPOINT_DIR,
+    LAST,
+    VAL_SUMMARY,
+    check_same_data,
+    claim_run_folder,
+    resume_checkpoint,
+)
 from ceco3d.errors import Interrupted, UsageError, signal_name
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import format_table
@@ -47,17 +55,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ckpt_dir = run_dir / CHECKPOINT_DIR
+    claim_run_folder(run_dir)
     resume_from = resume_checkpoint(run_dir, trainer.resume)
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     if ckpt is not None:
-        check_resumable(ckpt["config"], cfg, resume_from)
+        accepted = check_resumable(ckpt["config"], cfg, resume_from)
+        if accepted and dist_info.is_main:
+            log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
+                        resume_from, ", ".join(accepted))  # fmt: skip
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
+    if ckpt is not None:
+        check_same_data(ckpt, train_set, cfg, resume_from)
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
@@ -106,6 +120,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 step=step,
                 best_miou=best_miou,
                 config=resolved_cfg,
+                data_identity=train_set.identity,
             )
 
     stop_signal: list[int] = []
@@ -168,6 +183,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                     vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
 
             if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
+                # Data prepared again under the run would be scored (and trained on) silently.
+                train_set.check_unchanged()
+                val_set.check_unchanged()
                 results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
                 miou = results["point"]["mIoU"]
                 if writer is not None:
