@@ -1,6 +1,24 @@
-"""Where the project's own folders are, wherever the user stands."""
+"""Where the project's own folders are, wherever the user stands, and the resolvers that the
+configs in ``CONF_DIR`` use beside Hydra's own."""
 
+import functools
+import os
+import time
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
+
+
+@functools.cache
+def run_id() -> str:
+    """A name that two commands started in the same second cannot share: the start time and
+    the process id (under torchrun the launching agent's, which every rank shares). One name
+    per process, however often a config asks."""
+    pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else os.getpid()
+    return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime()) + f"_{pid}"
+
+
+OmegaConf.register_new_resolver("run_id", run_id, replace=True)
