@@ -113,15 +113,19 @@ def check_resumable(saved: dict, cfg: DictConfig, path: Path) -> list[str]:
     state, and what the weights fix cannot change). Returns the accepted changes."""
     changed = changed_keys(saved, cfg, RESUME_SECTIONS)
     changed = {k: v for k, v in changed.items() if not k.startswith(RESUME_FREE)}
-    accept = tuple(cfg.trainer.get("resume_accept") or ())
+    accept = cfg.trainer.get("resume_accept") or ()
+    accept = (accept,) if isinstance(accept, str) else tuple(map(str, accept))
     fixed = [k for k in changed if k.startswith(NEVER_ACCEPTED) or k in FIXED_BY_WEIGHTS]
     refused = {k: v for k, v in changed.items() if k in fixed or not k.startswith(accept)}
     if refused:
-        listed = ", ".join(refused.values())
+        listed = ", ".join(list(refused.values())[:4])
+        listed += f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+        groups = sorted({k.split(".")[0] for k in refused})
+        stuck = ", ".join([k for k in refused if k in fixed][:4])
         hint = (" (the optimiser and the schedule restore their own state and the weights fix "
-                f"{', '.join(FIXED_BY_WEIGHTS)}, so {', '.join(k for k in refused if k in fixed)} "
-                "cannot change in a resumed run)" if set(refused) & set(fixed) else
-                f", or accept the change with trainer.resume_accept=[{','.join(refused)}] "
+                f"{', '.join(FIXED_BY_WEIGHTS)}, so {stuck} cannot change in a resumed run)"
+                if stuck else
+                f", or accept the change with trainer.resume_accept=[{','.join(groups)}] "
                 "(logged, and recorded in the run's config)")  # fmt: skip
         raise UsageError(
             f"{path} was made with other settings: {listed}; resume with the checkpoint's "
