@@ -100,9 +100,13 @@ def test_a_validation_notices_data_prepared_again_under_the_run(
 def test_each_segment_of_a_resumed_run_keeps_its_config(synthetic_scannet, tmp_path):  # noqa: F811
     overrides = train_overrides(synthetic_scannet.prepared, tmp_path, "seg", *ONE_STEP)
     assert run_script("ceco3d-train", *overrides, cwd=tmp_path).returncode == 0
+    hydra = tmp_path / "seg" / ".hydra"
+    first = (hydra / "config.yaml").read_text()
+    refused = run_script("ceco3d-train", *overrides, *RESUME, "optim.lr=0.001", cwd=tmp_path)
+    assert refused.returncode == 2 and "optim.lr cannot change" in refused.stderr
+    assert (hydra / "config.yaml").read_text() == first and not (hydra / "segments").exists()
     again = run_script("ceco3d-train", *overrides, *RESUME, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
-    hydra = tmp_path / "seg" / ".hydra"
     assert "max_steps: 1\n" in (hydra / "segments" / "1" / "config.yaml").read_text()
     assert "max_steps: 2\n" in (hydra / "config.yaml").read_text()
 

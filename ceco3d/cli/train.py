@@ -6,29 +6,27 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.cli.common import hydra_app
 from ceco3d.errors import report_errors
 
 
 class RunFolderGuard(Callback):
-    """Before Hydra writes anything into the run folder (``.hydra/``, the log): claims it, refuses
-    a run that would replace another's outputs, and keeps the configs of the segment a resumed
-    run continues. ``train`` claims and checks again for callers that bypass Hydra."""
+    """Before Hydra writes anything into the run folder (``.hydra/``, the log): claims it,
+    refuses a run that would replace another's outputs or resume with other settings, and
+    keeps the configs of the segment a resumed run continues. ``train`` claims and checks again
+    for callers that bypass Hydra."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from ceco3d.engine.run_folder import (
-            claim_run_folder,
-            keep_segment_config,
-            resume_checkpoint,
-        )
+        from ceco3d.engine.run_folder import keep_segment_config
+        from ceco3d.engine.train import claim_and_check
 
         run_dir = Path(config.hydra.run.dir)
+        cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
 
         def guard() -> None:
-            claim_run_folder(run_dir)
-            if resume_checkpoint(run_dir, config.trainer.resume) is not None:
+            if claim_and_check(cfg, run_dir)[0] is not None:
                 keep_segment_config(run_dir)
 
         code = report_errors("ceco3d-train", guard)

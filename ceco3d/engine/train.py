@@ -42,11 +42,24 @@ from ceco3d.models.segmentor import sparse_input
 log = logging.getLogger("ceco3d.train")
 
 
+def claim_and_check(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None, list]:
+    """Everything checked before a run starts: its values, the claim on ``run_dir``, and for a
+    resume its checkpoint (path, content) with the setting changes it accepts; None, None, []
+    for a new run. Fills in ``data.voxel_size``."""
+    check_training(cfg)
+    fill_voxel_size(cfg)
+    claim_run_folder(run_dir)
+    resume_from = resume_checkpoint(run_dir, cfg.trainer.resume)
+    if resume_from is None:
+        return None, None, []
+    ckpt = load_checkpoint(resume_from)
+    return resume_from, ckpt, check_resumable(ckpt["config"], cfg, resume_from)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
-    check_training(cfg)
-    fill_voxel_size(cfg)
+    resume_from, ckpt, accepted = claim_and_check(cfg, run_dir)
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device)
     dist_info = dist_utils.init_distributed(device_type)
@@ -55,17 +68,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    claim_run_folder(run_dir)
-    resume_from = resume_checkpoint(run_dir, trainer.resume)
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
-    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
-    if ckpt is not None:
-        accepted = check_resumable(ckpt["config"], cfg, resume_from)
-        if accepted and dist_info.is_main:
-            log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
-                        resume_from, ", ".join(accepted))  # fmt: skip
+    if accepted and dist_info.is_main:
+        log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
+                    resume_from, ", ".join(accepted))  # fmt: skip
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
