@@ -21,4 +21,13 @@ def run_id() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime()) + f"_{pid}"
 
 
+def rank_zero() -> bool:
+    """Whether this process is rank 0 of torchrun's process group (or runs alone), from the
+    environment: configs and run folders are settled before the group is joined."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 OmegaConf.register_new_resolver("run_id", run_id, replace=True)
+# ${rank_zero_only:X}: X on rank 0, null on the others (the ranks would write one file at once).
+OmegaConf.register_new_resolver("rank_zero_only", lambda value: value if rank_zero() else None,
+                                replace=True)  # fmt: skip

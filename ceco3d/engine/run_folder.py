@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from ceco3d.claims import claim
+from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.errors import UsageError
+from ceco3d.paths import rank_zero
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 VAL_SUMMARY = "val_summary.json"
 HYDRA_SUBDIR = ".hydra"
-log = logging.getLogger("ceco3d.train")
 SEGMENTS = "segments"
+
+log = logging.getLogger("ceco3d.train")
 
 
 def claim_run_folder(run_dir: Path) -> None:
     """Claim ``run_dir`` for this training (rank 0 of a distributed one claims for all)."""
-    if os.environ.get("RANK", "0") == "0":
+    if rank_zero():
         claim(run_dir, "run folder", "choose another run_name=NAME")
 
 
 def keep_segment_config(run_dir: Path) -> Path | None:
     """Move the ``.hydra/`` files of the run's earlier segment into ``.hydra/segments/<k>/``
-    (k = 1, 2, ... in order) before Hydra writes the resumed segment's; the new folder."""
+    (k = 1, 2, ... in order) before Hydra writes the resumed segment's; the new folder (None
+    on other ranks than 0, or where there is nothing to keep)."""
     hydra = run_dir / HYDRA_SUBDIR
+    if not rank_zero():
+        return None
     files = [p for p in hydra.glob("*.yaml") if p.is_file()]
     if not files:
         return None
@@ -69,7 +76,7 @@ def resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     return path
 
 
-def check_same_data(ckpt: dict, train_set, cfg, path: Path) -> None:
+def check_same_data(ckpt: dict, train_set: ScanNetDataset, cfg: DictConfig, path: Path) -> None:
     """A resumed run trains on the preparation its checkpoint was trained on (wherever that
     folder now lies), unless ``trainer.resume_accept`` names ``data.root``."""
     saved = ckpt.get("data_identity")
