@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ceco3d.claims import claimed
 from ceco3d.data import raw_layout
 from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, remove_leftovers, scene_problem
@@ -252,28 +253,30 @@ def summarize(
 def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
     """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
     check_writable(args.out, "OUT")
-    left = remove_leftovers(args.out)
-    if left:
-        names = " ".join(str(p.relative_to(args.out)) for p in left)
-        print(f"ceco3d-prep: removed {len(left)} leftovers of an interrupted run: {names}",
-              file=sys.stderr)  # fmt: skip
-    start = time.perf_counter()
-    settings = Settings(args.voxel_size, args.align, sha256_of(labels))
-    run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
+    with claimed(args.out, "prepared-data folder", "prepare into another OUT"):
+        # Under the claim no other command writes here, so what atomic writes left is stale.
+        left = remove_leftovers(args.out)
+        if left:
+            names = " ".join(str(p.relative_to(args.out)) for p in left)
+            print(f"ceco3d-prep: removed {len(left)} leftovers of an interrupted run: {names}",
+                  file=sys.stderr)  # fmt: skip
+        start = time.perf_counter()
+        settings = Settings(args.voxel_size, args.align, sha256_of(labels))
+        run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
 
-    def stopped(signum: int) -> str:
-        return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
+        def stopped(signum: int) -> str:
+            return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
 
-    with signals_raise_interrupted(stopped):
-        outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
-    manifest_path = args.out / MANIFEST
-    manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())
-    failed = any(o.status == "failed" for o in outcomes)
-    dropped = scenes_dropped(manifest_path, manifest) if failed else []
-    if not dropped:
-        save_json(manifest_path, manifest)
-    print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
-    return 1 if failed else 0
+        with signals_raise_interrupted(stopped):
+            outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
+        manifest_path = args.out / MANIFEST
+        manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())
+        failed = any(o.status == "failed" for o in outcomes)
+        dropped = scenes_dropped(manifest_path, manifest) if failed else []
+        if not dropped:
+            save_json(manifest_path, manifest)
+        print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
+        return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

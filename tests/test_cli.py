@@ -92,7 +92,7 @@ def test_synth_prep_train_eval_submit_check(tmp_path):
     assert ckpt.is_file()
 
     ok("ceco3d-eval", f"ckpt={ckpt}")
-    out = runs / "e2e" / "eval_val"
+    out = runs / "e2e" / "eval_val_last"  # one output folder per checkpoint
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
     assert len(summary["iou_per_class"]) == SCANNET200.num_classes

@@ -183,4 +183,4 @@ def test_primary_config_composes_and_resolves(name):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if name == "eval":
         assert cfg.split == "val" and cfg.tta.enabled is False
-        assert cfg.out == "/runs/x/eval_val"  # next to the run's checkpoints/ folder
+        assert cfg.out == "/runs/x/eval_val_best"  # next to the run's checkpoints/ folder

@@ -30,6 +30,7 @@ LAYERS = {
     "data_prep": 2,
     "ceco3d.data": 2,
     "ceco3d.io": 1,
+    "ceco3d.claims": 1,
     "ceco3d.errors": 1,
     "ceco3d.paths": 1,
     "ceco3d.device": 1,

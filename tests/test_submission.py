@@ -213,9 +213,9 @@ def test_cli_help_needs_no_minkowski_engine():
     assert "check: null" in result.stdout
 
 
-def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
+def fake_predict(monkeypatch, calls: dict) -> None:
+    """``ceco3d.engine.inference`` replaced by a stand-in that predicts ``_predictions``."""
     predictions = _predictions(SCANNET200, seed=3)
-    calls = {}
 
     def load_for_inference(ckpt_path, overrides):
         calls["load"] = (ckpt_path, overrides)
@@ -231,9 +231,26 @@ def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
     fake.predict_split = predict_split
     monkeypatch.setitem(sys.modules, "ceco3d.engine.inference", fake)
 
+
+def test_cli_write_mode_calls_predict(tmp_path, raw_root, monkeypatch, capsys):
+    calls = {}
+    fake_predict(monkeypatch, calls)
+
     out = tmp_path / "out.zip"
     assert submit(monkeypatch, "ckpt=run/last.pt", "data.root=prep", f"out={out}") == 0
     assert calls == {"load": ("run/last.pt", ["data.root=prep"]), "split": "test"}
     assert check_submission(out, raw_root, SCANNET200) == []
     assert f"wrote {out}: 3 scenes" in capsys.readouterr().out
     assert submit(monkeypatch, "data.root=prep") == 2  # no ckpt=
+
+
+def test_cli_write_mode_replaces_no_existing_file_without_overwrite(tmp_path, monkeypatch, capsys):
+    fake_predict(monkeypatch, {})
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    assert submit(monkeypatch, f"ckpt={checkpoint}", f"out={checkpoint}") == 2
+    assert checkpoint.read_bytes() == b"weights"
+    assert "add overwrite=true to replace it" in capsys.readouterr().out
+    assert submit(monkeypatch, f"ckpt={checkpoint}", f"out={tmp_path}") == 2  # a folder
+    assert submit(monkeypatch, f"ckpt={checkpoint}", f"out={checkpoint}", "overwrite=true") == 0
+    assert zipfile.is_zipfile(checkpoint)

@@ -11,9 +11,11 @@ from typing import Any
 
 import hydra
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from ceco3d.claims import claim
 from ceco3d.device import quiet_minkowski_warnings
 from ceco3d.errors import UsageError, report_errors
 from ceco3d.paths import CONF_DIR
@@ -26,6 +28,22 @@ REQUIRED_KEYS = {
     "data.root": "the output folder of ceco3d-prep",
     "ckpt": "a checkpoint, e.g. runs/NAME/checkpoints/best.pt",
 }
+
+
+class ClaimOutputFolder(Callback):
+    """Claims the command's output folder (``hydra.run.dir``, its ``out=``) before Hydra writes
+    its log there: a second command with the same ``out=`` is refused while the first runs."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        def take() -> None:
+            claim(config.hydra.run.dir, self.what, "choose another out=FOLDER")
+
+        code = report_errors(f"ceco3d-{config.hydra.job.name}", take)
+        if code:
+            sys.exit(code)
 
 
 def data_overrides(cfg: DictConfig) -> list[str]:

@@ -12,10 +12,14 @@ from ceco3d.errors import UsageError
 
 log = logging.getLogger("ceco3d.eval")
 
-OmegaConf.register_new_resolver(
-    "eval_dir", lambda ckpt, split: str(Path(ckpt).resolve().parent.parent / f"eval_{split}"),
-    replace=True,
-)  # fmt: skip
+
+def eval_dir(ckpt: str, split: str) -> str:
+    """The default output folder: ``RUN/eval_<split>_<checkpoint name>``, one per checkpoint."""
+    path = Path(ckpt).resolve()
+    return str(path.parent.parent / f"eval_{split}_{path.stem}")
+
+
+OmegaConf.register_new_resolver("eval_dir", eval_dir, replace=True)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -29,9 +33,14 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.build import require_scenes
+    from ceco3d.engine.checkpoint import load_checkpoint
     from ceco3d.engine.config_checks import check_count
     from ceco3d.engine.evaluate import evaluate
-    from ceco3d.engine.inference import load_for_inference, view_datasets
+    from ceco3d.engine.inference import (
+        checkpoint_record,
+        inference_model,
+        view_datasets,
+    )
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 
@@ -48,7 +57,10 @@ def run(cfg: DictConfig) -> dict:
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     overrides = data_overrides(cfg)
-    model, train_cfg = load_for_inference(cfg.ckpt, overrides, device=str(device))
+    ckpt = load_checkpoint(cfg.ckpt)
+    model, train_cfg = inference_model(ckpt, cfg.ckpt, overrides, device=str(device))
+    record = checkpoint_record(ckpt, cfg.ckpt)
+    del ckpt  # the model holds the weights now
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
     datasets = view_datasets(train_cfg, cfg.split, views)
     require_scenes(datasets[0], "split")
@@ -86,7 +98,7 @@ def run(cfg: DictConfig) -> dict:
             "level": "point (every mesh vertex; official ScanNet semantics)",
             "voxel": results["voxel"],
             "collapse": results["collapse"],
-            "checkpoint": str(Path(cfg.ckpt).resolve()),
+            **record,
             "split": cfg.split,
             "num_scenes": results["num_scenes"],
         }

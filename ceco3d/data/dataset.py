@@ -42,9 +42,11 @@ from ceco3d.data.layout import (
     FORMAT_VERSION,
     MANIFEST,
     SEGMENT_KEY,
+    data_identity,
     layout_problem,
     meta_problem,
     read_scene_meta,
+    scene_problem,
     settings_of,
 )
 from ceco3d.data.transforms import Transform
@@ -91,6 +93,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.manifest = self._read_manifest()
+        self.identity = data_identity(self.manifest)
         self.voxel_size = self._voxel_size(voxel_size)
         self.scenes: list[str] = self._usable_scenes()
         self._segment = SEGMENT_KEY[self.label_set.name]
@@ -177,6 +180,22 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if self.labelled_only and not scenes:
             raise self._fail(f"no {self.split} scene has a labelled voxel in {self.label_set.name}")
         return scenes
+
+    def check_unchanged(self) -> None:
+        """Fail (InputError) where the folder no longer holds the preparation this dataset was
+        built on: another manifest, or a scene replaced by another preparation (a
+        ``ceco3d-prep --force`` at other settings running meanwhile)."""
+        identity = data_identity(read_manifest(self.root))
+        settings = settings_of(self.manifest)
+        changed = next((f"{s}: {p}" for s in self.scenes if (p := scene_problem(
+            self.root / self.split / s, settings))), None)  # fmt: skip
+        if identity != self.identity or changed:
+            what = changed or f"manifest rewritten: identity {identity}, was {self.identity}"
+            raise InputError(
+                f"{self.root}: the prepared data changed while this command used it ({what}); "
+                "its results would mix preparations. Keep one preparation per folder while "
+                "runs use it (prepare other settings into a new folder)"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -13,6 +13,8 @@ replaced array does not).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -42,6 +44,14 @@ ARRAYS = (
 )
 # What the manifest and every scene's meta.json must agree on.
 SETTINGS = ("format_version", "voxel_size", "align", "label_table_sha256")
+
+
+def data_identity(manifest: dict) -> str:
+    """What identifies one preparation of a folder: a hash of its manifest (settings, scenes,
+    counts and statistics). A run records it and checks it at every validation and resume, so
+    data prepared again under a running training is noticed."""
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def settings_of(record: dict) -> dict:

@@ -28,6 +28,15 @@ TRAINING_COUNTS = {
 }
 # What a model's weights fix: a checkpoint cannot be used with other values of these.
 FIXED_BY_WEIGHTS = ("data.label_set", "data.num_classes", "data.features")
+# What a resumed run compares with its checkpoint's config ...
+RESUME_SECTIONS = ("seed", "data", "model", "loss", "aug", "optim", "sched")
+# ... but for these: how long and how often (the schedule's horizon follows trainer.max_steps
+# and keeps the checkpoint's, with a warning), how data is loaded, where the prepared data lies
+# (its identity is compared instead).
+RESUME_FREE = ("trainer.", "data.num_workers", "data.root", "sched.total_iters",
+               "sched.total_steps")  # fmt: skip
+# Restored from the checkpoint's state whatever the config says: a change could not take effect.
+NEVER_ACCEPTED = ("optim.", "sched.", "seed")
 
 
 def check_count(cfg: DictConfig, key: str, minimum: int, nullable: bool) -> None:
@@ -131,22 +140,45 @@ def fixed_settings(config: dict, sections: tuple[str, ...] = ()) -> dict[str, ob
             **{k: data.get(k.removeprefix("data.")) for k in FIXED_BY_WEIGHTS}}  # fmt: skip
 
 
-def changed_settings(saved: dict, cfg: DictConfig, sections: tuple[str, ...] = ()) -> str:
-    """``key=saved (now current)`` for each setting that differs, or "" when none does."""
+def changed_keys(saved: dict, cfg: DictConfig, sections: tuple[str, ...] = ()) -> dict:
+    """``{key: "key=saved (now current)"}`` for each setting that differs."""
     before = fixed_settings(saved, sections)
     after = fixed_settings(OmegaConf.to_container(cfg, resolve=True), sections)
     changed = [k for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
-    return ", ".join(f"{k}={before.get(k)!r} (now {after.get(k)!r})" for k in changed)
+    return {k: f"{k}={before.get(k)!r} (now {after.get(k)!r})" for k in changed}
 
 
-def check_resumable(saved: dict, cfg: DictConfig, path: Path) -> None:
-    """A run resumes only with the model, loss and label set its checkpoint was made with."""
-    changed = changed_settings(saved, cfg, ("model", "loss"))
-    if changed:
+def changed_settings(saved: dict, cfg: DictConfig, sections: tuple[str, ...] = ()) -> str:
+    """``key=saved (now current)`` for each setting that differs, or "" when none does."""
+    return ", ".join(changed_keys(saved, cfg, sections).values())
+
+
+def check_resumable(saved: dict, cfg: DictConfig, path: Path) -> list[str]:
+    """A run resumes only with the settings its checkpoint was made with, but for the keys of
+    ``RESUME_FREE`` and the changes ``trainer.resume_accept`` names (data, augmentation, model
+    or loss keys; the optimiser's and the schedule's would be overridden by their restored
+    state, and what the weights fix cannot change). Returns the accepted changes."""
+    changed = changed_keys(saved, cfg, RESUME_SECTIONS)
+    changed = {k: v for k, v in changed.items() if not k.startswith(RESUME_FREE)}
+    accept = cfg.trainer.get("resume_accept") or ()
+    accept = (accept,) if isinstance(accept, str) else tuple(map(str, accept))
+    fixed = [k for k in changed if k.startswith(NEVER_ACCEPTED) or k in FIXED_BY_WEIGHTS]
+    refused = {k: v for k, v in changed.items() if k in fixed or not k.startswith(accept)}
+    if refused:
+        listed = ", ".join(list(refused.values())[:4])
+        listed += f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+        groups = sorted({k.split(".")[0] for k in refused})
+        stuck = ", ".join([k for k in refused if k in fixed][:4])
+        hint = (" (the optimiser and the schedule restore their own state and the weights fix "
+                f"{', '.join(FIXED_BY_WEIGHTS)}, so {stuck} cannot change in a resumed run)"
+                if stuck else
+                f", or accept the change with trainer.resume_accept=[{','.join(groups)}] "
+                "(logged, and recorded in the run's config)")  # fmt: skip
         raise UsageError(
-            f"{path} was made with other settings: {changed}; resume with the checkpoint's "
-            "settings, or start a new run with another run_name"
+            f"{path} was made with other settings: {listed}; resume with the checkpoint's "
+            f"settings, or start a new run with another run_name{hint}"
         )
+    return list(changed.values())
 
 
 def check_weights_fit(saved: dict, cfg: DictConfig, path: Path) -> None:

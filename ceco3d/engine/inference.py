@@ -44,7 +44,13 @@ def load_for_inference(
 ) -> tuple[Segmentor, DictConfig]:
     """The plain (inference) model of a checkpoint and its config with ``overrides`` applied
     (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built."""
-    ckpt = load_checkpoint(ckpt_path)
+    return inference_model(load_checkpoint(ckpt_path), ckpt_path, overrides, device)
+
+
+def inference_model(
+    ckpt: dict, ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
+) -> tuple[Segmentor, DictConfig]:
+    """``load_for_inference`` of a checkpoint read already (``load_checkpoint``)."""
     _check_inference_metadata(ckpt_path, ckpt)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))
@@ -54,6 +60,12 @@ def load_for_inference(
     weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(CENTER_HEAD_PREFIX)}
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
+
+
+def checkpoint_record(ckpt: dict, ckpt_path: str | Path) -> dict:
+    """What a result records of the checkpoint it came from: path, checksum, training step."""
+    return {"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_checksum":
+            ckpt.get("checksum"), "checkpoint_step": ckpt.get("step")}  # fmt: skip
 
 
 @torch.no_grad()

@@ -30,7 +30,15 @@ from ceco3d.engine.build import (
 from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
+from ceco3d.engine.run_folder import (
+    BEST,
+    CHECKPOINT_DIR,
+    LAST,
+    VAL_SUMMARY,
+    check_same_data,
+    claim_run_folder,
+    resume_checkpoint,
+)
 from ceco3d.errors import Interrupted, NonFiniteLossError, UsageError, signal_name
 from ceco3d.io import json_safe, remove_temporaries, save_json
 from ceco3d.metrics import format_table
@@ -40,11 +48,26 @@ from ceco3d.neural_collapse import COLLAPSE_TAGS
 log = logging.getLogger("ceco3d.train")
 
 
+def claim_and_check(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None, list]:
+    """Everything checked before a run starts: its values, the claim on ``run_dir``, and for a
+    resume its checkpoint (path, content) with the setting changes it accepts; None, None, []
+    for a new run. Fills in ``data.voxel_size``."""
+    # A scheduler's task learns its rank here, so that rank 0 alone claims the run folder.
+    cluster.export_rendezvous()
+    check_training(cfg)
+    fill_voxel_size(cfg)
+    claim_run_folder(run_dir)
+    resume_from = resume_checkpoint(run_dir, cfg.trainer.resume)
+    if resume_from is None:
+        return None, None, []
+    ckpt = load_checkpoint(resume_from)
+    return resume_from, ckpt, check_resumable(ckpt["config"], cfg, resume_from)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
-    check_training(cfg)
-    fill_voxel_size(cfg)
+    resume_from, ckpt, accepted = claim_and_check(cfg, run_dir)
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device, "trainer.device")
     dist_info = dist_utils.init_distributed(device_type)
@@ -53,7 +76,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    resume_from = resume_checkpoint(run_dir, trainer.resume)
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
@@ -62,15 +84,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if left:
             log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
                         len(left), " ".join(p.name for p in left))  # fmt: skip
-    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
-    if ckpt is not None:
-        check_resumable(ckpt["config"], cfg, resume_from)
+    if accepted and dist_info.is_main:
+        log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
+                    resume_from, ", ".join(accepted))  # fmt: skip
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
     if val_set is not None:
         require_scenes(val_set, "data.val_split")
+    if ckpt is not None:
+        check_same_data(ckpt, train_set, cfg, resume_from)
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
@@ -125,6 +149,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 best_miou=best_miou,
                 config=resolved_cfg,
                 rank_rng_states=rank_rng_states,
+                data_identity=train_set.identity,
             )
 
     stop_signal: list[int] = []
@@ -187,6 +212,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                     vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
 
             if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
+                # Data prepared again under the run would be scored (and trained on) silently.
+                train_set.check_unchanged()
+                val_set.check_unchanged()
                 results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
                 miou = results["point"]["mIoU"]
                 if writer is not None:

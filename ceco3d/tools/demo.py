@@ -16,6 +16,7 @@ JSON) and the analysis figures. Finished steps are reused when the same command 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -27,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ceco3d.data.layout import MANIFEST, data_identity
 from ceco3d.device import CHILD_WARNINGS
-from ceco3d.io import save_json
+from ceco3d.io import read_json, save_json
 from ceco3d.paths import CONF_DIR
 from ceco3d.tools import backbone_name
 
@@ -142,16 +144,27 @@ def _difference_table(per_seed: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _checkpoint(out: Path, loss: str, seed: int) -> Path:
-    return out / "runs" / f"{loss}_seed{seed}" / "checkpoints" / "last.pt"
+def _model_key(data_root: Path, recipe) -> str:
+    """What makes a model besides its loss and seed: the prepared data (its identity) and the
+    training recipe. Runs are named with it, so a demo with other data never reuses a model."""
+    identity = data_identity(read_json(data_root / MANIFEST))
+    made_of = {"data": identity, "recipe": OmegaConf.to_container(recipe, resolve=False)}
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _run_name(loss: str, seed: int, key: str) -> str:
+    return f"{loss}_seed{seed}_{key}"
+
+
+def _checkpoint(out: Path, run_name: str) -> Path:
+    return out / "runs" / run_name / "checkpoints" / "last.pt"
 
 
 def _train_and_evaluate(
-    out: Path, data_root: Path, preset: Preset, loss: str, seed: int, logs: Path
+    out: Path, data_root: Path, preset: Preset, run_name: str, loss: str, seed: int, logs: Path
 ) -> dict:
     """Train one model (or reuse a finished run) and return its val summary."""
-    run_name = f"{loss}_seed{seed}"
-    ckpt = _checkpoint(out, loss, seed)
+    ckpt = _checkpoint(out, run_name)
     summary_path = out / "eval" / run_name / "summary.json"
     done = ckpt.is_file() and summary_path.is_file()
     if done and summary_path.stat().st_mtime > ckpt.stat().st_mtime:
@@ -203,18 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
          "--voxel-size", str(recipe.data.voxel_size), log_dir=logs)  # fmt: skip
 
+    key = _model_key(prepared, recipe)
     per_seed = {name: [] for name in MODELS}
     for seed in args.seeds:
         for name, loss in MODELS.items():
-            per_seed[name].append(_train_and_evaluate(out, prepared, preset, loss, seed, logs))
+            run_name = _run_name(loss, seed, key)
+            per_seed[name].append(
+                _train_and_evaluate(out, prepared, preset, run_name, loss, seed, logs)
+            )
 
     first = args.seeds[0]
-    ckpts = {name: _checkpoint(out, loss, first) for name, loss in MODELS.items()}
+    ckpts = {name: _checkpoint(out, _run_name(loss, first, key)) for name, loss in MODELS.items()}
     _run("analyze", "ceco3d.cli.analyze", f"ckpt=[{','.join(map(str, ckpts.values()))}]",
          f"names=[{','.join(ckpts)}]", f"out={out / 'analysis'}", log_dir=logs)  # fmt: skip
     submission = out / "submission_scannet200_test.zip"
     _run("submit", "ceco3d.cli.submit", f"ckpt={ckpts['CeCo']}", "split=test",
-         f"out={submission}", log_dir=logs)  # fmt: skip
+         f"out={submission}", "overwrite=true", log_dir=logs)  # the demo's own file # fmt: skip
     _run("submit check", "ceco3d.cli.submit", f"check={submission}", f"raw={raw}",
          "benchmark=scannet200", "split=test", log_dir=logs)  # fmt: skip
 
