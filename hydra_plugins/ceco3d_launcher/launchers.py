@@ -23,7 +23,6 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
 )
 
 from ceco3d.engine import cluster
-from ceco3d.engine.sweep import write_sweep_summary
 
 log = logging.getLogger("ceco3d.cluster")
 # Before Hydra sets up the job's logging, submitit's logger writes into the job's own log file.
@@ -40,6 +39,9 @@ class RequeueingLauncher(BaseSubmititLauncher):
         try:
             return super().launch(job_overrides, initial_job_idx)
         finally:
+            # Imported here: Hydra loads this plugin in every command, which need not load torch.
+            from ceco3d.engine.sweep import write_sweep_summary
+
             write_sweep_summary(Path(str(self.config.hydra.sweep.dir)))
 
     def __call__(self, sweep_overrides: list[str], *args: Any) -> JobReturn:
