@@ -25,6 +25,7 @@ from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_s
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
+from ceco3d.engine.published_weights import init_weights
 from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
 from ceco3d.errors import Interrupted, UsageError, signal_name
 from ceco3d.io import json_safe, save_json
@@ -59,6 +60,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
     model = build_model(cfg, train_set)
+    if ckpt is None and cfg.model.get("init"):
+        report = init_weights(model, cfg.model.init, cfg.model.get("init_backbone_only", False))
+        if dist_info.is_main:
+            log.info("%s", report)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
         # torch's converter, not ME's: ME 0.5.4 re-adds the plain inner BatchNorm1d over the
