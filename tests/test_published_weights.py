@@ -59,7 +59,7 @@ def lightning_file(path, net, num_classes=200):
     torch.save({"epoch": 3, "global_step": 1200, "pytorch-lightning_version": "1.6.5",
                 "state_dict": module.state_dict(), "optimizer_states": [optimizer.state_dict()],
                 "lr_schedulers": [], "callbacks": {}, "hparams_name": "kwargs",
-                "hyper_parameters": {"model": "Res16UNet34C", "voxel_size": 0.02}}, path)  # fmt: skip
+                "hyper_parameters": {"voxel_size": 0.02}}, path)  # fmt: skip
     return path
 
 
@@ -100,7 +100,7 @@ def test_their_output_order_is_ceco3ds():
         ("lightning", lightning_file, "zero"),
         ("csc", csc_file, "min_corner"),
         ("csc", lambda p, n: csc_file(p, n, ddp=True), "min_corner"),
-    ],  # fmt: skip
+    ],
 )
 def test_foreign_file_gives_their_logits(tmp_path, layout, write, origin):
     net = their_network()
