@@ -16,11 +16,12 @@ from ceco3d.data.meta import LABEL_SETS
 from ceco3d.engine.build import build_model
 from ceco3d.engine.predict import load_for_inference
 from ceco3d.engine.published_weights import init_weights, read_published
+from ceco3d.engine.train import train
 from ceco3d.errors import UsageError, describe
 from ceco3d.models.minkunet import MinkUNet34C, Res16UNet34C, Res16UNet34D
 from ceco3d.models.segmentor import Segmentor, sparse_input
 from data_prep import prep
-from tests.fixtures import BIN, compose_config, synthetic_scannet  # noqa: F401
+from tests.fixtures import BIN, compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
 
 
 def their_network(cls=Res16UNet34C, num_classes=200, seed=0) -> nn.Module:
@@ -201,3 +202,15 @@ def test_cli_evaluates_and_refuses_published_files(tmp_path, synthetic_scannet):
     cmd = [str(BIN / "ceco3d-submit"), f"ckpt={tmp_path / 'bad.ckpt'}", f"data.root={prepared}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2 and "not a readable torch file" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_training_starts_from_published_weights(tmp_path, synthetic_scannet, caplog):  # noqa: F811
+    path = csc_file(tmp_path / "csc.pth", their_network(num_classes=20))
+    overrides = ("model=res16unet34c", f"model.init={path}", "trainer.max_steps=1",
+                 "data.max_voxels=500")  # fmt: skip
+    cfg = tiny_train_config(synthetic_scannet.prepared, tmp_path, "init", *overrides)
+    with caplog.at_level("INFO", logger="ceco3d.train"):
+        train(cfg, tmp_path / "init")
+    assert "model.init: loaded 372 of 374 backbone tensors" in caplog.text
+    assert "(96, 20), this model's (96, 200)" in caplog.text
