@@ -36,26 +36,21 @@ def rows(tensor: ME.SparseTensor) -> dict[tuple, int]:
     return {tuple(c[1:]): i for i, c in enumerate(tensor.C.numpy().tolist())}
 
 
-def conv_v043(x: ME.SparseTensor, out: ME.SparseTensor, kernel: np.ndarray, size: int):
-    """0.4.3's convolution of ``x`` onto the points of ``out``."""
-    inputs, feats = rows(x), x.F.detach().numpy().astype(np.float64)
-    result = np.zeros((len(out.C), kernel.shape[2]))
-    for o, j in rows(out).items():
-        for k, offset in enumerate(offsets_v043(size, x.tensor_stride[0])):
-            i = inputs.get(tuple(np.add(o, offset)))
-            if i is not None:
-                result[j] += feats[i] @ kernel[k]
-    return result
-
-
-def transposed_v043(x: ME.SparseTensor, out: ME.SparseTensor, kernel: np.ndarray, size: int):
-    """0.4.3's transposed convolution of ``x`` onto the (finer) points of ``out``."""
-    outputs, feats = rows(out), x.F.detach().numpy().astype(np.float64)
-    result = np.zeros((len(out.C), kernel.shape[2]))
-    for p, i in rows(x).items():
-        for k, offset in enumerate(offsets_v043(size, out.tensor_stride[0])):
-            j = outputs.get(tuple(np.add(p, offset)))
-            if j is not None:
+def layer_v043(x: ME.SparseTensor, out: ME.SparseTensor, kernel: np.ndarray, transposed: bool):
+    """0.4.3's (transposed) convolution of ``x`` onto the points of ``out``. The region is laid
+    around every output point at the input's stride, or, transposed, around every input point
+    at the output's stride."""
+    inputs, outputs = rows(x), rows(out)
+    size = round(len(kernel) ** (1 / 3))
+    anchors, others = (inputs, outputs) if transposed else (outputs, inputs)
+    stride = (out if transposed else x).tensor_stride[0]
+    feats = x.F.detach().numpy().astype(np.float64)
+    result = np.zeros((len(outputs), kernel.shape[2]))
+    for point, anchor in anchors.items():
+        for k, offset in enumerate(offsets_v043(size, stride)):
+            other = others.get(tuple(np.add(point, offset)))
+            if other is not None:
+                i, j = (anchor, other) if transposed else (other, anchor)
                 result[j] += feats[i] @ kernel[k]
     return result
 
@@ -71,20 +66,20 @@ def test_kernel_order_of_0_4_3_is_that_of_0_5_4():
     def conv(cin, cout, size, stride=1):
         return ME.MinkowskiConvolution(cin, cout, kernel_size=size, stride=stride, dimension=3)
 
-    layers = [  # (layer, its 0.4.3 computation, kernel size)
-        (conv(4, 5, 3), conv_v043, 3),  # 3x3x3 at tensor stride 1
-        (conv(5, 6, 2, 2), conv_v043, 2),  # 2x2x2 stride 2, as the U-Net's downsampling
-        (conv(6, 3, 3), conv_v043, 3),  # 3x3x3 at tensor stride 2
-        (ME.MinkowskiConvolutionTranspose(3, 2, kernel_size=2, stride=2, dimension=3),
-         transposed_v043, 2),  # back to stride 1, as the U-Net's upsampling  # fmt: skip
+    layers = [  # (layer, transposed)
+        (conv(4, 5, 3), False),  # 3x3x3 at tensor stride 1
+        (conv(5, 6, 2, 2), False),  # 2x2x2 stride 2, as the U-Net's downsampling
+        (conv(6, 3, 3), False),  # 3x3x3 at tensor stride 2
+        (ME.MinkowskiConvolutionTranspose(3, 2, kernel_size=2, stride=2, dimension=3), True),
     ]
     with torch.no_grad():
-        for layer, reference, size in layers:
+        for layer, transposed in layers:
             out = layer(x)
             kernel = layer.kernel.detach().numpy().astype(np.float64)
-            assert kernel.shape[0] == size**3
-            expected = reference(x, out, kernel, size)
+            expected = layer_v043(x, out, kernel, transposed)
             np.testing.assert_allclose(out.F.numpy(), expected, rtol=1e-5, atol=1e-5)
             # A permuted kernel would not do: the order is not symmetric in the offsets.
-            assert not np.allclose(reference(x, out, kernel[::-1], size), expected, atol=1e-3)
+            assert not np.allclose(
+                layer_v043(x, out, kernel[::-1], transposed), expected, atol=1e-3
+            )
             x = out
