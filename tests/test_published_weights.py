@@ -65,11 +65,13 @@ def lightning_file(path, net, num_classes=200):
 
 
 def csc_file(path, net, ddp=False):
+    """The DDP-wrapped variant in torch's zip format, the plain one in the pre-1.6 format that
+    torch wrote in MinkowskiEngine 0.4's time."""
     module = DataParallel(net) if ddp else net
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
     torch.save({"iteration": 20000, "epoch": 60, "arch": "Res16UNet34C",
                 "state_dict": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "best_val_miou": 71.2}, path)  # fmt: skip
+                "best_val_miou": 71.2}, path, _use_new_zipfile_serialization=ddp)  # fmt: skip
     return path
 
 
