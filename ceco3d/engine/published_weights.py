@@ -100,7 +100,7 @@ class PublishedWeights:
                 "voxel_size": VOXEL_SIZE, "revoxelize": False, "root": "???"}  # fmt: skip
         model = {f"backbone.{k}": v for k, v in self.state.items()}
         return {"config": {"seed": 0, "data": data, "model": {"backbone": backbone}},
-                "model": model, "published": self.describe()}  # fmt: skip
+                "model": model}  # fmt: skip
 
     def describe(self) -> str:
         ignored = f", {len(self.ignored)} trainer keys ignored" if self.ignored else ""
@@ -121,14 +121,12 @@ def is_ceco3d_checkpoint(path: Path) -> bool:
 
 
 def read_published(path: str | Path) -> PublishedWeights | None:
-    """The published weights in ``path``; None where it is a ceco3d checkpoint. A file that is
-    unreadable, of an unknown layout or of another network is a usage error that says which
-    keys do not fit."""
+    """The published weights in ``path``; None where it is a ceco3d checkpoint (or no file). A
+    file that is unreadable, of an unknown layout or of another network is a usage error that
+    says which keys do not fit."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: checkpoint not found")
-    if is_ceco3d_checkpoint(path):
-        return None
+    if not path.is_file() or is_ceco3d_checkpoint(path):
+        return None  # ceco3d's loader says what is wrong with a missing file
     layout, weights, ignored = unwrap(path, load_tensors(path))
     backbone, in_channels, num_classes, expected = identify(path, weights)
     if in_channels != 3:
