@@ -77,6 +77,12 @@ def find_pointcept_scenes(src: Path) -> list[PointceptScene]:
                 for path in sorted(folder.iterdir())
                 if path.is_dir() and not path.name.startswith(".")
             ]
+    if not scenes and any(src.glob("*/scene*.pth")):
+        raise InputError(
+            f"{src}: one .pth per scene is the layout of Pointcept before v1.5.2, which "
+            "ceco3d does not read; run Pointcept's current preprocess_scannet.py (a folder of "
+            ".npy files per scene) or prepare the raw ScanNet release"
+        )
     if not scenes:
         raise InputError(
             f"{src}: no scene folders under {', '.join(f'{s}/' for s in SPLITS)} (a Pointcept "

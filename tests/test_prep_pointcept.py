@@ -166,3 +166,10 @@ def test_pointcept_usage_errors_exit_2(both, tmp_path, capsys):
         prep.main([str(tmp_path / "empty"), str(tmp_path / "o"), "--from", "pointcept"])
     assert e.value.code == 2
     assert "no scene folders under train/, val/, test/" in capsys.readouterr().err
+    (tmp_path / "old" / "train").mkdir(parents=True)
+    torch_file = tmp_path / "old" / "train" / "scene0000_00.pth"
+    torch_file.write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        prep.main([str(tmp_path / "old"), str(tmp_path / "o"), "--from", "pointcept"])
+    assert e.value.code == 2
+    assert "layout of Pointcept before v1.5.2" in capsys.readouterr().err
