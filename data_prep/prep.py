@@ -1,14 +1,19 @@
 """``ceco3d-prep``: raw ScanNet v2 -> per-scene arrays + ``manifest.json`` (Pointcept's layout).
 
     ceco3d-prep RAW OUT [--labels TSV] [--splits-dir DIR] [--voxel-size 0.02] [--align] [-j N]
+    ceco3d-prep POINTCEPT OUT [--from pointcept] [--voxel-size 0.02] [-j N]
 
 RAW holds ``scans/`` and ``scans_test/`` as the ScanNet release lays them out; the label table
-and the split lists default to files inside RAW. A scene is skipped when its outputs are complete
-and were made with the same settings and label table from inputs with the same content
-(``--force`` redoes them). A scene with bad or missing input fails alone, with a message naming
-the file; the exit status is then 1, and the scene keeps its earlier arrays where they were made
-with the same settings. The manifest is assembled from the scenes' own meta.json files; a run with
-failures never replaces a manifest that lists scenes this run could not prepare.
+and the split lists default to files inside RAW. A folder that Pointcept's ScanNet preprocessing
+wrote (``train/ val/ test/`` scene folders of ``coord.npy`` ...; see ``data_prep.pointcept``) is
+recognised as such, or named with ``--from pointcept``; its splits are its folders.
+
+A scene is skipped when its outputs are complete and were made with the same settings and label
+table from inputs with the same content (``--force`` redoes them). A scene with bad or missing
+input fails alone, with a message naming the file; the exit status is then 1, and the scene keeps
+its earlier arrays where they were made with the same settings. The manifest is assembled from
+the scenes' own meta.json files; a run with failures never replaces a manifest that lists scenes
+this run could not prepare.
 """
 
 from __future__ import annotations
@@ -46,7 +51,16 @@ from ceco3d.io import check_writable, save_json
 from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped
+from data_prep.pointcept import find_pointcept_scenes, is_pointcept_folder, prepare_pointcept_scene
 from data_prep.scene import SceneSource, Settings, prepare_scene, up_to_date
+
+LAYOUTS = ("auto", "raw", "pointcept")
+POINTCEPT_NOTE = (
+    "note: prepared from Pointcept's arrays, which keep the mesh's vertex order but not its "
+    "faces: evaluation and submissions work per vertex as from raw ScanNet; PLY exports keep "
+    "faces only with `ceco3d-eval ... export.raw=RAW`, and `ceco3d-submit check=ZIP raw=RAW` "
+    f"needs the raw {raw_layout.TEST_SCANS}/ meshes"
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ceco3d-prep", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     scans = f"{raw_layout.LABELLED_SCANS}/ and {raw_layout.TEST_SCANS}/"
-    parser.add_argument("raw", type=Path, help=f"ScanNet folder with {scans}")
+    parser.add_argument(
+        "raw", type=Path, help=f"ScanNet folder with {scans}, or a Pointcept folder"
+    )
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument(
         "--labels", type=Path, help=f"label table (default: RAW/{raw_layout.LABEL_TABLE})"
@@ -81,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--force", action="store_true", help="redo scenes that are up to date")
+    parser.add_argument(
+        "--from", dest="layout", choices=LAYOUTS, default="auto",
+        help="what RAW is (default auto: pointcept where it has train/<scene>/coord.npy ...)",
+    )  # fmt: skip
     return parser
 
 
@@ -106,15 +126,21 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
 
 
 def run_one(
-    source: SceneSource, out: Path, settings: Settings, lookups: dict, force: bool
+    source: SceneSource,
+    out: Path,
+    settings: Settings,
+    lookups: dict,
+    force: bool,
+    make: Callable = prepare_scene,
 ) -> Outcome:
-    """Prepare one scene unless it is up to date; bad input becomes a failed outcome."""
+    """Prepare one scene with ``make`` unless it is up to date; bad input becomes a failed
+    outcome."""
     folder = out / source.split / source.scene_id
     try:
         meta = None if force else up_to_date(source, folder, settings)
         if meta is not None:
             return Outcome(source, "skipped", meta)
-        return Outcome(source, "done", prepare_scene(source, folder, settings, lookups))
+        return Outcome(source, "done", make(source, folder, settings, lookups))
     except InputError as e:
         error = str(e)
     except OSError as e:  # an unwritable or full output folder: the file and the reason suffice
@@ -250,8 +276,9 @@ def summarize(
     return "\n".join(lines)
 
 
-def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
-    """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
+def prepare(args: argparse.Namespace, labels: Path | None, lookups: dict, sources: list) -> int:
+    """Prepare every scene, then the manifest; the exit status (1 when a scene failed).
+    ``labels`` is None for a Pointcept source, whose labels are class indices already."""
     check_writable(args.out, "OUT")
     with claimed(args.out, "prepared-data folder", "prepare into another OUT"):
         # Under the claim no other command writes here, so what atomic writes left is stale.
@@ -261,8 +288,10 @@ def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list
             print(f"ceco3d-prep: removed {len(left)} leftovers of an interrupted run: {names}",
                   file=sys.stderr)  # fmt: skip
         start = time.perf_counter()
-        settings = Settings(args.voxel_size, args.align, sha256_of(labels))
-        run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
+        settings = Settings(args.voxel_size, args.align, labels and sha256_of(labels))
+        make = prepare_scene if labels else prepare_pointcept_scene
+        run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force,
+                      make=make)  # fmt: skip
 
         def stopped(signum: int) -> str:
             return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
@@ -276,6 +305,8 @@ def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list
         if not dropped:
             save_json(manifest_path, manifest)
         print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
+        if labels is None:
+            print(POINTCEPT_NOTE)
         return 1 if failed else 0
 
 
@@ -288,10 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--voxel-size must be positive")
     if not args.raw.is_dir():
         parser.error(f"{args.raw}: not a folder")
-    labels = args.labels or args.raw / raw_layout.LABEL_TABLE
+    pointcept = args.layout == "pointcept" or (
+        args.layout == "auto" and is_pointcept_folder(args.raw)
+    )
+    if pointcept and (args.align or args.labels or args.splits_dir):
+        parser.error("--align, --labels and --splits-dir go with raw ScanNet: Pointcept's arrays "
+                     "are unaligned, labelled already, and split by their folders")  # fmt: skip
+    labels = None if pointcept else args.labels or args.raw / raw_layout.LABEL_TABLE
     try:
-        lookups = read_label_table(labels)
-        sources = find_scenes(args.raw, args.splits_dir or args.raw)
+        if pointcept:
+            lookups, sources = {}, find_pointcept_scenes(args.raw)
+        else:
+            lookups = read_label_table(labels)
+            sources = find_scenes(args.raw, args.splits_dir or args.raw)
     except InputError as e:
         parser.error(str(e))
     return report_errors("ceco3d-prep", lambda: prepare(args, labels, lookups, sources))

@@ -215,6 +215,37 @@ def prepare_scene(
         labels = {name: np.full(num_vertices, IGNORE_INDEX, np.int16) for name in LABEL_SETS}
         instance, unknown = np.full(num_vertices, -1, np.int32), Counter()
 
+    scene = Scene(source.scene_id, source.split, source.labelled, inputs, aligned)
+    return write_prepared(scene, folder, settings, xyz, rgb, vertex_normals(xyz, faces), labels,
+                          instance, unknown)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What a scene's meta.json says of where it came from."""
+
+    scene_id: str
+    split: str
+    labelled: bool
+    inputs: dict[str, dict]  # input file name -> its fingerprint
+    aligned: bool
+
+
+def write_prepared(
+    scene: Scene,
+    folder: Path,
+    settings: Settings,
+    xyz: np.ndarray,
+    rgb: np.ndarray,
+    normal: np.ndarray,
+    labels: dict[str, np.ndarray],
+    instance: np.ndarray,
+    unknown: Counter,
+    extra: dict | None = None,
+) -> dict:
+    """Voxelize one scene's per-vertex arrays and write them with its meta.json (``extra``
+    added to it) into ``folder``; returns the meta.json."""
+    num_vertices = len(xyz)
     voxels = voxelize(xyz, settings.voxel_size)
     voxel_labels = {
         name: majority_labels(voxels.inverse, labels[name], voxels.num_voxels)
@@ -224,7 +255,7 @@ def prepare_scene(
     arrays = {
         "coord": xyz.astype(np.float32),
         "color": rgb.astype(np.uint8),
-        "normal": vertex_normals(xyz, faces),
+        "normal": normal.astype(np.float32),
         "instance": instance.astype(np.int32),
         "voxel_coord": voxels.grid.astype(np.int32),
         "voxel_inverse": voxels.inverse.astype(np.int32),
@@ -234,11 +265,12 @@ def prepare_scene(
         arrays[f"voxel_{key}"] = voxel_labels[name].astype(np.int16)
     meta = {
         **settings.record(),
-        "scene_id": source.scene_id,
-        "split": source.split,
-        "inputs": inputs,
-        "aligned": aligned,
-        "labelled": source.labelled,
+        **(extra or {}),
+        "scene_id": scene.scene_id,
+        "split": scene.split,
+        "inputs": scene.inputs,
+        "aligned": scene.aligned,
+        "labelled": scene.labelled,
         "num_vertices": num_vertices,
         "num_voxels": voxels.num_voxels,
         "class_counts": {

@@ -18,11 +18,11 @@ from ceco3d import viz
 from ceco3d.analysis import plots
 from ceco3d.analysis.imbalance import imbalance_statistics, normalized_frequency
 from ceco3d.analysis.tb_logs import read_scalars
-from ceco3d.engine.checkpoint import load_checkpoint
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.inference import (
     checkpoint_record,
     inference_model,
+    read_for_inference,
     view_datasets,
 )
 from ceco3d.errors import UsageError
@@ -74,7 +74,7 @@ def analyze(
     report: dict = {"split": split, "models": {}}
     accuracies, ious, curves, label_set = {}, {}, {}, None
     # Every checkpoint is loaded before any is evaluated: a mismatch fails before the work.
-    records = {c: load_checkpoint(c) for c in ckpts}
+    records = {c: read_for_inference(c) for c in ckpts}
     loaded = [inference_model(records[c], c, data_overrides, device=str(device)) for c in ckpts]
     records = {c: checkpoint_record(ckpt, c) for c, ckpt in records.items()}
     label_sets = {c: cfg.data.label_set for c, (_, cfg) in zip(ckpts, loaded, strict=True)}

@@ -33,12 +33,12 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.build import require_scenes
-    from ceco3d.engine.checkpoint import load_checkpoint
     from ceco3d.engine.config_checks import check_count
     from ceco3d.engine.evaluate import evaluate
     from ceco3d.engine.inference import (
         checkpoint_record,
         inference_model,
+        read_for_inference,
         view_datasets,
     )
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> dict:
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     overrides = data_overrides(cfg)
-    ckpt = load_checkpoint(cfg.ckpt)
+    ckpt = read_for_inference(cfg.ckpt)
     model, train_cfg = inference_model(ckpt, cfg.ckpt, overrides, device=str(device))
     record = checkpoint_record(ckpt, cfg.ckpt)
     del ckpt  # the model holds the weights now

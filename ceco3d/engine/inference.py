@@ -4,6 +4,7 @@ vertex)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
 from ceco3d.engine.checkpoint import load_checkpoint
 from ceco3d.engine.config_checks import check_data, check_weights_fit
+from ceco3d.engine.published_weights import read_published
 from ceco3d.errors import InputError
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
+
+log = logging.getLogger("ceco3d.inference")
 
 # What a checkpoint's config must say to rebuild the model and feed it like in training.
 INFERENCE_KEYS = (
@@ -44,13 +48,23 @@ def load_for_inference(
 ) -> tuple[Segmentor, DictConfig]:
     """The plain (inference) model of a checkpoint and its config with ``overrides`` applied
     (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built."""
-    return inference_model(load_checkpoint(ckpt_path), ckpt_path, overrides, device)
+    return inference_model(read_for_inference(ckpt_path), ckpt_path, overrides, device)
+
+
+def read_for_inference(ckpt_path: str | Path) -> dict:
+    """A checkpoint to run inference with: ceco3d's own (``load_checkpoint``), or published
+    Res16UNet weights (``published_weights``) in the shape of one."""
+    published = read_published(ckpt_path)  # None: a ceco3d checkpoint
+    if published is None:
+        return load_checkpoint(ckpt_path)
+    log.info("published weights: %s", published.describe())
+    return published.checkpoint()
 
 
 def inference_model(
     ckpt: dict, ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
 ) -> tuple[Segmentor, DictConfig]:
-    """``load_for_inference`` of a checkpoint read already (``load_checkpoint``)."""
+    """``load_for_inference`` of a checkpoint read already (``read_for_inference``)."""
     _check_inference_metadata(ckpt_path, ckpt)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))

@@ -30,6 +30,7 @@ from ceco3d.engine.build import (
 from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.evaluate import evaluate
+from ceco3d.engine.published_weights import init_weights
 from ceco3d.engine.run_folder import (
     BEST,
     CHECKPOINT_DIR,
@@ -96,6 +97,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if ckpt is not None:
         check_same_data(ckpt, train_set, cfg, resume_from)
     model = build_model(cfg, train_set)
+    if ckpt is None and cfg.model.get("init"):
+        report = init_weights(model, cfg.model.init, cfg.model.get("init_backbone_only", False))
+        if dist_info.is_main:
+            log.info("%s", report)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
         # torch's converter, not ME's: ME 0.5.4 re-adds the plain inner BatchNorm1d over the

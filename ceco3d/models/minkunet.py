@@ -51,11 +51,20 @@ class BasicBlock(nn.Module):
         return self.relu(out + residual)
 
 
+# Where a scene's voxel grid has its origin. The stride-2 stages group voxels by the parity of
+# their coordinates, so weights trained with one origin see other voxel groupings with another.
+# "zero": grid = floor(xyz / voxel size), as ceco3d and LanguageGroundedSemseg voxelize;
+# "min_corner": that grid minus its per-scene minimum, as ContrastiveSceneContexts' voxelizer
+# aligns every scene (downstream/semseg/datasets/voxelizer.py); ``Segmentor`` applies it.
+GRID_ORIGINS = ("zero", "min_corner")
+
+
 class MinkUNetBase(nn.Module):
     """U-Net with four stride-2 stages down and four transposed stages up, skip concatenation.
 
     ``forward`` returns the per-voxel logits (N, num_classes) and the penultimate features
     (N, PLANES[7]), both at tensor stride 1 in the row order of the input sparse tensor.
+    ``grid_origin`` (``GRID_ORIGINS``) is the input grid convention the weights were trained on.
     """
 
     BLOCK: type[nn.Module] = BasicBlock
@@ -66,8 +75,18 @@ class MinkUNetBase(nn.Module):
     # BatchNorm momentum inside the residual blocks; None: the constructor's ``bn_momentum``.
     BLOCK_BN_MOMENTUM: float | None = None
 
-    def __init__(self, in_channels: int, num_classes: int, bn_momentum: float = 0.1, dimension=3):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        bn_momentum: float = 0.1,
+        dimension=3,
+        grid_origin: str = "zero",
+    ):
         super().__init__()
+        if grid_origin not in GRID_ORIGINS:
+            raise ValueError(f"grid_origin={grid_origin!r}: choose one of {GRID_ORIGINS}")
+        self.grid_origin = grid_origin
         self.num_classes = num_classes
         self.feature_dim = self.PLANES[7] * self.BLOCK.expansion
         self._bn_momentum = bn_momentum

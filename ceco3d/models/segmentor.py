@@ -32,6 +32,20 @@ def sparse_input(
     )
 
 
+def shifted_to_min_corner(x: ME.SparseTensor) -> ME.SparseTensor:
+    """``x`` with each batch item's grid coordinates minus their minimum (rows kept in order)."""
+    coords = x.C.clone()
+    if not len(coords):
+        return x
+    batch = coords[:, 0].long()
+    minimum = torch.full((int(batch.max()) + 1, coords.shape[1] - 1), torch.iinfo(coords.dtype).max,
+                         dtype=coords.dtype, device=coords.device)  # fmt: skip
+    minimum = minimum.scatter_reduce(0, batch[:, None].expand(-1, minimum.shape[1]), coords[:, 1:],
+                                     "amin")  # fmt: skip
+    coords[:, 1:] -= minimum[batch]
+    return sparse_input(x.F, coords, x.F.device)
+
+
 class Segmentor(nn.Module):
     def __init__(self, backbone: MinkUNetBase, center_head: CenterCollapseHead | None = None):
         super().__init__()
@@ -44,6 +58,8 @@ class Segmentor(nn.Module):
         Returns ``logits`` (N, K) and ``features`` (N, C); in training with a center head also
         ``center_logits`` (P, K) and ``center_classes`` (P,) for the P classes in the batch.
         """
+        if self.backbone.grid_origin == "min_corner":
+            x = shifted_to_min_corner(x)
         logits, features = self.backbone(x)
         out = {"logits": logits, "features": features}
         if self.training and self.center_head is not None and labels is not None:
