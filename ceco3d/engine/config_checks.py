@@ -108,8 +108,10 @@ def check_center_head(cfg: DictConfig) -> None:
     for name, (fits, expected) in allowed.items():
         if name in head and not fits(head[name]):
             key = f"model.center_head.{name}"
-            raise UsageError(f"{key}={head[name]!r}: expected {expected} (ceco3d/conf/model/center_head/"
-                             "ceco.yaml has the defaults)")  # fmt: skip
+            raise UsageError(
+                f"{key}={head[name]!r}: expected {expected} "
+                "(ceco3d/conf/model/center_head/ceco.yaml has the defaults)"
+            )
 
 
 def check_training(cfg: DictConfig) -> None:

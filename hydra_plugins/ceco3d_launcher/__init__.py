@@ -1,2 +1,3 @@
-"""ceco3d's Hydra launchers (ceco3d/conf/hydra/launcher/): submitit's, with resume and bounded requeues.
+"""ceco3d's Hydra launchers (ceco3d/conf/hydra/launcher/): submitit's, with resume and bounded
+requeues.
 Hydra loads launchers from the ``hydra_plugins`` namespace package only."""
