@@ -226,7 +226,10 @@ def fake_predict(monkeypatch, calls: dict) -> None:
         calls["split"] = split
         yield from predictions.items()
 
+    from ceco3d.engine.inference import data_overrides
+
     fake = types.ModuleType("ceco3d.engine.inference")
+    fake.data_overrides = data_overrides
     fake.load_for_inference = load_for_inference
     fake.predict_split = predict_split
     monkeypatch.setitem(sys.modules, "ceco3d.engine.inference", fake)

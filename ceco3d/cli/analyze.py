@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-from ceco3d.cli.common import data_overrides, hydra_app
+from ceco3d.cli.common import hydra_app
 
 log = logging.getLogger("ceco3d.analyze")
 
@@ -19,6 +19,7 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.analysis.report import analyze
     from ceco3d.device import resolve_device
     from ceco3d.engine.config_checks import check_count
+    from ceco3d.engine.inference import data_overrides
 
     check_count(cfg, "max_scenes", 1, nullable=True)
     ckpts = list(cfg.ckpt) if isinstance(cfg.ckpt, ListConfig) else [cfg.ckpt]

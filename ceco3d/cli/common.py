@@ -46,11 +46,6 @@ class ClaimOutputFolder(Callback):
             sys.exit(code)
 
 
-def data_overrides(cfg: DictConfig) -> list[str]:
-    """The ``data.*`` keys a user set (non-null) as overrides of a checkpoint's config."""
-    return [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
-
-
 def missing_key_error(error: OmegaConfBaseException) -> UsageError | None:
     """The message for a required key left out, from OmegaConf's error on reading it (directly,
     or through an interpolation such as the output folder's name); None for other errors."""

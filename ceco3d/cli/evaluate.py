@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ceco3d.cli.common import data_overrides, hydra_app
+from ceco3d.cli.common import hydra_app
 from ceco3d.errors import UsageError
 
 log = logging.getLogger("ceco3d.eval")
@@ -37,6 +37,7 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.engine.evaluate import evaluate
     from ceco3d.engine.inference import (
         checkpoint_record,
+        data_overrides,
         inference_model,
         read_for_inference,
         view_datasets,

@@ -43,6 +43,11 @@ def _check_inference_metadata(path: str | Path, ckpt: dict) -> None:
         )
 
 
+def data_overrides(cfg: DictConfig) -> list[str]:
+    """The ``data.*`` keys a user set (non-null) as overrides of a checkpoint's config."""
+    return [f"data.{k}={v}" for k, v in cfg.data.items() if v is not None]
+
+
 def load_for_inference(
     ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
 ) -> tuple[Segmentor, DictConfig]:
