@@ -94,7 +94,9 @@ def upgrade_config(config: dict, path: Path) -> dict:
     """A checkpoint's config in today's layout. Older checkpoints name the backbone
     (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where conf/model/ now gives
     its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they now
-    are ``model.center_head``; nor do they have ``data.revoxelize``."""
+    are ``model.center_head``; nor do they have ``data.revoxelize``. Their CeCo loss was CE +
+    center term, with the CE's ``class_weighting`` beside ``lambda_``, where the CE is now
+    ``loss.voxel``."""
     model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})
     if isinstance(model.get("backbone"), str):
         from ceco3d.models.minkunet import BACKBONES
@@ -114,6 +116,9 @@ def upgrade_config(config: dict, path: Path) -> dict:
 
         target = f"{CenterCollapseHead.__module__}.{CenterCollapseHead.__name__}"
         model["center_head"] = {"_target_": target, **loss.pop("center_head")}
+    if loss.get("_target_") == "ceco3d.losses.CeCoLoss" and "voxel" not in loss:
+        weighting = loss.pop("class_weighting", "none")
+        loss["voxel"] = {"_target_": "ceco3d.losses.CrossEntropyLoss", "class_weighting": weighting}
     # Before data.revoxelize, evaluation required the prepared voxel size (as it does now).
     data = {"revoxelize": False, **(config.get("data") or {})}
     return {**config, "data": data, "model": model, "loss": loss}
