@@ -16,6 +16,11 @@ from ceco3d.io import InputError, atomic_write
 from ceco3d.paths import REPO_ROOT
 
 CHECKPOINT_VERSION = 1
+# Beside the weights: the loss's state (buffers that change in training, e.g. the seesaw loss's
+# class counts) and the training set's voxels per class (the class prior of post-hoc logit
+# adjustment). Checkpoints written before either existed lack the key.
+LOSS_STATE = "loss_state"
+TRAIN_VOXEL_COUNTS = "train_voxel_counts"
 
 
 def git_revision() -> str:

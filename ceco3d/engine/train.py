@@ -21,7 +21,13 @@ from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
-from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ceco3d.engine.checkpoint import (
+    LOSS_STATE,
+    TRAIN_VOXEL_COUNTS,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_states,
+)
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
@@ -74,6 +80,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_step, best_miou = ckpt["step"], ckpt["best_miou"]
+        if LOSS_STATE in ckpt:  # e.g. the seesaw loss's class counts; older checkpoints lack it
+            loss_fn.load_state_dict(ckpt[LOSS_STATE])
         saved_steps = ckpt["config"]["trainer"]["max_steps"]
         if saved_steps != trainer.max_steps and dist_info.is_main:
             log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
@@ -95,6 +103,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
+    voxel_counts = train_set.class_counts("voxel_counts").tolist()
 
     def checkpoint(name: str, step: int) -> None:
         if dist_info.is_main:
@@ -106,6 +115,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 step=step,
                 best_miou=best_miou,
                 config=resolved_cfg,
+                **{LOSS_STATE: loss_fn.state_dict(), TRAIN_VOXEL_COUNTS: voxel_counts},
             )
 
     stop_signal: list[int] = []
