@@ -80,14 +80,14 @@ def focal_reference(gamma: float, alpha: list[float] | None):
 
 
 def class_balanced_alpha(beta: float) -> list[float]:
-    """Cui et al. 2019, eq. 4-5: 1 / E_n, E_n = (1 - beta^n) / (1 - beta); sum = classes."""
+    """Cui et al. 2019: 1 / E_n, E_n = (1 - beta^n) / (1 - beta); sum = classes."""
     raw = [(1 - beta) / (1 - beta**n) if n > 0 else 0.0 for n in COUNTS]
     seen = sum(1 for n in COUNTS if n > 0)
     return [w * seen / sum(raw) for w in raw]
 
 
 def logit_adjusted_reference(tau: float):
-    """Menon et al. 2021, eq. 10: -log softmax(z + tau log pi)_y; pi_k = max(n_k, 1) / sum."""
+    """Menon et al. 2021: -log softmax(z + tau log pi)_y; pi_k = max(n_k, 1) / sum."""
     floored = [max(n, 1) for n in COUNTS]
     offset = [tau * math.log(n / sum(floored)) for n in floored]
 
@@ -99,7 +99,7 @@ def logit_adjusted_reference(tau: float):
 
 
 def seesaw_reference(p: float, q: float, eps: float, seen_before: list[float]):
-    """Wang et al. 2021, eq. 2-5: sigma-hat_y = e^{z_y} / (e^{z_y} + sum_{j!=y} S_yj e^{z_j})."""
+    """Wang et al. 2021: sigma-hat_y = e^{z_y} / (e^{z_y} + sum_{j!=y} S_yj e^{z_j})."""
     n = list(seen_before)
     for _, y in labelled():
         n[y] += 1
@@ -125,12 +125,12 @@ def seesaw_reference(p: float, q: float, eps: float, seen_before: list[float]):
 
 
 def jaccard_loss_of_set(foreground: set[int], mispredicted: set[int]) -> float:
-    """Berman et al. 2018, eq. 2-3: Delta_J(M) = |M| / |{y = c} u M|."""
+    """Berman et al. 2018: Delta_J(M) = |M| / |{y = c} u M|."""
     return len(mispredicted) / len(foreground | mispredicted) if mispredicted else 0.0
 
 
 def lovasz_reference(z):
-    """Berman et al. 2018, eq. 8-9 and 12: the Lovász extension of Delta_J of each present
+    """Berman et al. 2018: the Lovász extension of Delta_J of each present
     class at its error vector (errors sorted decreasingly, increments of Delta_J over the
     growing set of the largest errors), averaged over the classes present."""
     voxels = labelled()

@@ -11,10 +11,10 @@ from ceco3d.losses.voxel import VoxelLoss
 
 
 def effective_number_weights(class_counts, beta: float) -> torch.Tensor:
-    """The paper's eq. 4-5: ``E_n = (1 - beta^n) / (1 - beta)``, weight ``w_k = 1 / E_{n_k}``,
-    normalised so that the weights sum to the number of classes (every class with training data;
-    classes without any get 0, they cannot occur in the labels). ``beta=0`` gives 1 for every
-    class with data; ``beta -> 1`` tends to inverse frequency."""
+    """The paper's effective number ``E_n = (1 - beta^n) / (1 - beta)`` gives the weight
+    ``w_k = 1 / E_{n_k}``, normalised so that the weights sum to the number of classes (every
+    class with training data; classes without any get 0, they cannot occur in the labels).
+    ``beta=0`` gives 1 for every class with data; ``beta -> 1`` tends to inverse frequency."""
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta={beta!r}: the class-balanced loss needs 0 <= beta < 1")
     counts = np.asarray(class_counts, dtype=np.float64)

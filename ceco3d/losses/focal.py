@@ -1,5 +1,5 @@
 """Softmax focal loss (Lin, Goyal, Girshick, He, Dollár, ICCV 2017, "Focal Loss for Dense
-Object Detection", eq. 5 on the softmax probability, as the paper's sec. 5 notes it extends)."""
+Object Detection": its alpha-balanced form, eq. 5, on the softmax probability of the true class)."""
 
 from __future__ import annotations
 

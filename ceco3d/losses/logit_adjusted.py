@@ -1,7 +1,7 @@
 """Logit-adjusted cross-entropy (Menon, Jayasumana, Rawat, Jain, Veit, Kumar, ICLR 2021,
-"Long-Tail Learning via Logit Adjustment", eq. 10), whose tau = 1 is the balanced softmax (Ren,
-Yu, Sheng, Ma, Zhao, Yi, Li, NeurIPS 2020, "Balanced Meta-Softmax for Long-Tailed Visual
-Recognition", eq. 4: softmax with each exp(z_j) scaled by n_j, i.e. z_j + log pi_j)."""
+"Long-Tail Learning via Logit Adjustment"), whose tau = 1 is the balanced softmax (Ren, Yu,
+Sheng, Ma, Zhao, Yi, Li, NeurIPS 2020, "Balanced Meta-Softmax for Long-Tailed Visual
+Recognition": the softmax with each exp(z_j) scaled by n_j, i.e. z_j + log pi_j)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ def jaccard_loss_increments(foreground_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The paper's eq. 12 with ``classes="present"`` over one batch (Pointcept's
+    """The paper's Lovász-softmax with ``classes="present"`` over one batch (Pointcept's
     ``per_image=False``): for each class c among ``labels``, the errors ``m_i = |[y_i = c] -
     p_i(c)|`` sorted decreasingly, dotted with ``jaccard_loss_increments``; the mean over those
     classes. ``probs`` (M, K) softmax probabilities, ``labels`` (M,), none ignored."""

@@ -1,5 +1,5 @@
 """Seesaw loss (Wang, Zhang, Zang, Cao, Pang, Gong, Liu, Loy, Lin, CVPR 2021, "Seesaw Loss for
-Long-Tailed Instance Segmentation", eq. 2-5), on voxels."""
+Long-Tailed Instance Segmentation": mitigation and compensation factors), on voxels."""
 
 from __future__ import annotations
 
