@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> dict:
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
     from ceco3d.engine.evaluate import evaluate
-    from ceco3d.engine.predict import load_for_inference, view_datasets
+    from ceco3d.engine.predict import load_for_inference, posthoc_setting, view_datasets
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     overrides = data_overrides(cfg)
-    model, train_cfg = load_for_inference(cfg.ckpt, overrides, device=str(device))
+    model, train_cfg = load_for_inference(cfg.ckpt, overrides, str(device), cfg.posthoc_tau)
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
     datasets = view_datasets(train_cfg, cfg.split, views)
     label_set = datasets[0].label_set
@@ -84,6 +84,7 @@ def run(cfg: DictConfig) -> dict:
             "checkpoint": str(Path(cfg.ckpt).resolve()),
             "split": cfg.split,
             "num_scenes": len(datasets[0]) if cfg.max_scenes is None else cfg.max_scenes,
+            "posthoc": posthoc_setting(train_cfg),
         }
         if "tta" in results:
             summary["tta"] = {**results["tta"], "views": len(datasets)}

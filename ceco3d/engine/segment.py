@@ -30,7 +30,7 @@ from ceco3d.data.scan import (
     scan_normals,
 )
 from ceco3d.data.transforms import TTAView, tta_views
-from ceco3d.engine.predict import load_for_inference, predict_points
+from ceco3d.engine.predict import load_for_inference, posthoc_setting, predict_points
 from ceco3d.io import InputError, atomic_folder
 from ceco3d.scan_export import write_scan_outputs
 
@@ -48,6 +48,7 @@ class Predictor:
     views: list[TTAView]
     normal_radius: float
     normal_max_nn: int
+    posthoc: dict  # post-hoc logit adjustment: {tau} or {tau, prior}
 
     def __call__(self, scan: Scan) -> tuple[np.ndarray, np.ndarray]:
         """(N,) class index and (N,) voxel of every kept point of ``scan``."""
@@ -62,7 +63,7 @@ class Predictor:
 
 
 def load_predictor(cfg: DictConfig, device: str) -> Predictor:
-    model, train_cfg = load_for_inference(cfg.ckpt, device=device)
+    model, train_cfg = load_for_inference(cfg.ckpt, device=device, posthoc_tau=cfg.posthoc_tau)
     tta = cfg.tta
     return Predictor(
         model=model,
@@ -72,6 +73,7 @@ def load_predictor(cfg: DictConfig, device: str) -> Predictor:
         views=tta_views(tta.rotations, tta.flips, tta.scales) if tta.enabled else [TTAView()],
         normal_radius=float(cfg.normals.radius),
         normal_max_nn=int(cfg.normals.max_nn),
+        posthoc=posthoc_setting(train_cfg),
     )
 
 
@@ -104,7 +106,8 @@ def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
                 classes, voxel = predictor(scan)
                 settings = {"checkpoint": str(Path(cfg.ckpt).resolve()), "units": cfg.units,
                             "up": cfg.up, "features": predictor.features,
-                            "tta_views": len(predictor.views)}  # fmt: skip
+                            "tta_views": len(predictor.views),
+                            "posthoc": predictor.posthoc}  # fmt: skip
                 write_scan_outputs(partial, scan, classes, voxel, predictor.label_set,
                                    predictor.voxel_size, settings)  # fmt: skip
             except InputError as e:
