@@ -42,7 +42,7 @@ class Preset:
     cpu_cases: tuple[tuple[int, int], ...] = ()
     cpu_demo_steps: int = 0
     cpu_rounds: int = 0
-    long_tail_voxels: int = 50_000  # the crop of the long-tail methods' cost (--only long_tail)
+    long_tail_voxels: int = 20_000  # the crop of the long-tail methods' cost (--only long_tail)
 
 
 PRESETS = {
