@@ -162,14 +162,14 @@ def ce_reference(z):
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])
 @pytest.mark.parametrize("alpha", ["none", "enet"])
-def test_focal_loss_is_lin_et_al_eq5(gamma, alpha):
+def test_focal_loss_is_lin_et_al(gamma, alpha):
     weights = class_weights(COUNTS, alpha)
     alpha_list = None if weights is None else weights.double().tolist()
     check(FocalLoss(gamma, alpha, COUNTS).double(), focal_reference(gamma, alpha_list))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
-def test_class_balanced_loss_is_cui_et_al_eq4_5(gamma):
+def test_class_balanced_loss_is_cui_et_al(gamma):
     beta = 0.99
     loss_fn = ClassBalancedLoss(beta, gamma, COUNTS).double()
     # float32 weights in the module; the reference uses them at that precision too
@@ -185,11 +185,11 @@ def test_class_balanced_weights_sum_to_the_number_of_classes_with_data():
 
 
 @pytest.mark.parametrize("tau", [0.5, 1.0])
-def test_logit_adjusted_loss_is_menon_et_al_eq10(tau):
+def test_logit_adjusted_loss_is_menon_et_al(tau):
     check(LogitAdjustedLoss(tau, COUNTS), logit_adjusted_reference(tau))
 
 
-def test_seesaw_loss_is_wang_et_al_eq2_5_with_counts_accumulated_online():
+def test_seesaw_loss_is_wang_et_al_with_online_counts():
     loss_fn = SeesawLoss(p=0.8, q=2.0, eps=1e-2, class_counts=COUNTS).double()
     check(loss_fn, seesaw_reference(0.8, 2.0, 1e-2, [0.0] * K), seed=0)
     # the second batch sees the first batch's counts as well
