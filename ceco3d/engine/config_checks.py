@@ -94,12 +94,18 @@ def fixed_settings(config: dict, sections: tuple[str, ...] = ()) -> dict[str, ob
             **{k: data.get(k.removeprefix("data.")) for k in FIXED_BY_WEIGHTS}}  # fmt: skip
 
 
+SHOWN_CHANGES = 8  # a message lists this many changed settings, then counts the rest
+
+
 def changed_settings(saved: dict, cfg: DictConfig, sections: tuple[str, ...] = ()) -> str:
-    """``key=saved (now current)`` for each setting that differs, or "" when none does."""
+    """``key=saved (now current)`` for each setting that differs (the first ``SHOWN_CHANGES``
+    in key order, then how many more), or "" when none does."""
     before = fixed_settings(saved, sections)
     after = fixed_settings(OmegaConf.to_container(cfg, resolve=True), sections)
     changed = [k for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
-    return ", ".join(f"{k}={before.get(k)!r} (now {after.get(k)!r})" for k in changed)
+    shown = [f"{k}={before.get(k)!r} (now {after.get(k)!r})" for k in changed[:SHOWN_CHANGES]]
+    more = len(changed) - SHOWN_CHANGES
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def check_resumable(saved: dict, cfg: DictConfig, path: Path) -> None:
