@@ -198,6 +198,8 @@ def test_seesaw_loss_is_wang_et_al_with_online_counts():
     assert loss_fn.seen.tolist() == [8, 6, 4, 0, 2]
     state = loss_fn.state_dict()
     assert state["seen"].tolist() == [8, 6, 4, 0, 2]  # saved with the checkpoint
+    loss_fn({"logits": torch.zeros(3, K)}, torch.full((3,), IGNORE_INDEX))
+    assert loss_fn.seen.tolist() == [8, 6, 4, 0, 2]  # a batch without labels counts nothing
 
 
 def test_lovasz_softmax_is_the_lovasz_extension_of_the_jaccard_loss():
@@ -288,3 +290,27 @@ def test_the_center_term_adds_to_any_voxel_loss(name):
     assert set(parts) == set(alone) | {"center"}
     torch.testing.assert_close(parts["center"], center)
     torch.testing.assert_close(parts["loss"], alone["loss"] + 0.4 * center)
+
+
+# --- the seesaw loss's counts under DDP -------------------------------------------------------
+
+
+def _seesaw_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
+    )
+    loss_fn = SeesawLoss(class_counts=COUNTS)
+    # rank 0: the test batch; rank 1: no labelled voxel (it still takes part in the sum)
+    labels = torch.tensor(LABELS) if rank == 0 else torch.full((4,), IGNORE_INDEX)
+    loss_fn({"logits": torch.zeros(len(labels), K)}, labels)
+    torch.save(loss_fn.seen, f"{out_dir}/seen{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_seesaw_counts_are_summed_over_processes(tmp_path):
+    torch.multiprocessing.spawn(
+        _seesaw_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2
+    )
+    for rank in range(2):
+        assert torch.load(tmp_path / f"seen{rank}.pt").tolist() == [4, 3, 2, 0, 1]

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ceco3d.data.meta import IGNORE_INDEX
 from ceco3d.losses.voxel import VoxelLoss
 
 
@@ -36,11 +37,17 @@ class SeesawLoss(VoxelLoss):
         self.p, self.q, self.eps = float(p), float(q), float(eps)
         self.register_buffer("seen", torch.zeros(len(class_counts), dtype=torch.float64))
 
-    def terms(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = torch.bincount(labels, minlength=logits.shape[1]).to(self.seen)
+    def forward(self, outputs: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Counted before the loss, and on every process even where a batch has no labelled
+        # voxel (the sum over processes waits for all of them).
+        labelled = labels[labels != IGNORE_INDEX]
+        batch = torch.bincount(labelled, minlength=len(self.seen)).to(self.seen)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch)
         self.seen += batch
+        return super().forward(outputs, labels)
+
+    def terms(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         counts = self.seen.clamp(min=1.0)
         ratio = counts[None, :] / counts[:, None]  # [y, j] = N_j / N_y
         mitigation = torch.where(ratio < 1.0, ratio**self.p, 1.0)[labels].to(logits.dtype)
