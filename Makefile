@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` (the main job) and `make test`; both set up first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SETUP := bash scripts/setup.sh
+SETUP := CECO3D_VENV=$(VENV) bash scripts/setup.sh
 
 .PHONY: setup setup-cuda gpu-bundle test test-fast demo demo-quick seeds bench lint format clean
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 import warnings
 
+from ceco3d.errors import UsageError
+
 CPU_ONLY_NOTICE = "The MinkowskiEngine was compiled with CPU_ONLY"
 # The same filter as a PYTHONWARNINGS value, for child processes (it matches a message prefix).
 CHILD_WARNINGS = f"ignore:{CPU_ONLY_NOTICE}:UserWarning"
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def quiet_minkowski_warnings() -> None:
@@ -19,13 +22,19 @@ def quiet_minkowski_warnings() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="MinkowskiEngine")
 
 
-def resolve_device(name: str) -> str:
+def resolve_device(name: str, key: str = "device") -> str:
     """``auto`` -> ``cuda`` where a CUDA device is available, else ``cpu``; ``cuda`` without
-    one is an error. (torch is imported here, not above: help texts must not pay for it.)"""
+    one, or a name that is none of these, is a usage error naming ``key`` (the setting or option
+    that gave ``name``). (torch is imported here, not above: help texts must not pay for it.)"""
+    if not isinstance(name, str) or not DEVICE_NAMES.fullmatch(name):
+        raise UsageError(f"{key}={name!r}: choose auto, cpu or cuda (cuda:N for GPU N)")
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
+        raise UsageError(
+            f"{key}={name} but torch {torch.__version__} sees no CUDA device on this machine; "
+            f"use {key}=cpu (or {key}=auto, which picks a GPU where there is one)"
+        )
     return name

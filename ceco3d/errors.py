@@ -11,6 +11,7 @@ Exit statuses: 1 bad data (a file's content), 2 bad usage (a command-line option
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -29,6 +30,14 @@ class UsageError(ReportedError, ValueError):
     """A command-line option or config key the command cannot use."""
 
     exit_code = 2
+
+
+class InputError(ReportedError, ValueError):
+    """Bad input data; the message names the file and the problem (exit status 1)."""
+
+
+class NonFiniteLossError(ReportedError, RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class Interrupted(ReportedError):
@@ -64,7 +73,11 @@ def describe(error: BaseException) -> tuple[str, int] | None:
     if isinstance(error, ReportedError):
         return str(error), error.exit_code
     if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror or error}", 1
+        message = f"{error.filename}: {error.strerror or error}"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            message += ("; free space on that disk (or write elsewhere) and run again: the file "
+                        "was not replaced, and files written before are complete")  # fmt: skip
+        return message, 1
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C)", 128 + signal.SIGINT
     return None

@@ -18,14 +18,36 @@ from typing import IO, Any
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from ceco3d.errors import ReportedError
+from ceco3d.errors import InputError, UsageError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class InputError(ReportedError, ValueError):
-    """Bad input data; the message names the file and the problem (exit status 1)."""
+TEMPORARY_SUFFIX = ".tmp"  # of the hidden files and folders that atomic writes fill
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder tree; absent is fine."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def temporaries(folder: Path, name: str = "*") -> list[Path]:
+    """The temporary files and folders of atomic writes in ``folder`` (of ``folder / name``
+    alone, where given): of writes under way, or of writes killed before they could clean up
+    (``kill -9``, a power cut)."""
+    return sorted(folder.glob(f".{name}.*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove, and return, ``temporaries(folder)``, where no other write can be under way."""
+    found = temporaries(folder)
+    for path in found:
+        remove_entry(path)
+    return found
 
 
 @contextlib.contextmanager
@@ -33,7 +55,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
     try:
         with os.fdopen(fd, mode) as f:
@@ -41,9 +63,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.filename is None:
+            # A write that failed (a full disk) names no file; the user needs this one.
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
 
 
@@ -53,7 +78,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     an exception it becomes ``path`` (which must not exist yet), otherwise it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
     try:
         yield tmp
@@ -61,6 +86,20 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Fail once, before any work, where the output ``folder`` (given by ``option``) cannot be
+    created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"{folder}: cannot write the output folder ({e.strerror}); choose another {option} "
+            "or make it writable"
+        ) from None
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -103,6 +142,60 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 TRIANGLES = {"face": {"vertex_indices": 3, "vertex_index": 3}}
+COLOR_CHANNELS = ("red", "green", "blue")
+PLY_HEADER_LINES = 1000  # read no further looking for a header's end (a file that is no PLY)
+# PLY scalar type names (both spellings) -> numpy dtype
+PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+
+
+def ply_header(path: str | os.PathLike) -> dict[str, tuple[int, dict[str, np.dtype]]]:
+    """``{element: (count, {scalar property: numpy dtype})}`` from a PLY header alone (fast;
+    list properties such as faces' are left out of the dict)."""
+    elements: dict[str, tuple[int, dict[str, np.dtype]]] = {}
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f):
+                words = line.decode("ascii", errors="replace").split()
+                if words[:1] == ["end_header"] or number > PLY_HEADER_LINES:
+                    break
+                if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
+                    properties: dict[str, np.dtype] = {}
+                    elements[words[1]] = (int(words[2]), properties)
+                elif words[:1] == ["property"] and len(words) == 3 and elements:
+                    if words[1] in PLY_TYPES:
+                        properties[words[2]] = np.dtype(PLY_TYPES[words[1]])
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    return elements
+
+
+def colors_as_uint8(values: np.ndarray, dtype: np.dtype, path: str | os.PathLike) -> np.ndarray:
+    """(N, 3) uint8 colours from (N, 3) colour values a PLY stores as ``dtype``: 8-bit as they
+    are, 16-bit scaled by 255/65535, floating point 0..1 scaled by 255. Other types, and
+    floating-point values outside 0..1, are refused rather than guessed at."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u" and dtype.itemsize == 1:
+        return np.asarray(values).astype(np.uint8)
+    if dtype.kind == "u" and dtype.itemsize == 2:
+        return np.round(np.asarray(values, dtype=np.float64) * (255 / 65535)).astype(np.uint8)
+    if dtype.kind != "f":
+        raise InputError(
+            f"{path}: colours stored as {dtype.name}; ceco3d reads 8-bit (uchar) and 16-bit "
+            "(ushort) colours and floating-point ones in 0..1: convert the colours to one of these"
+        )
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+        low, high = np.nanmin(values), np.nanmax(values)
+        raise InputError(
+            f"{path}: colours are {dtype.name} values from {low:g} to {high:g}; floating-point "
+            "colours must lie in 0..1 (divide them by their full scale, e.g. 255, or store "
+            "them as uchar 0..255)"
+        )
+    return np.round(values * 255).astype(np.uint8)
 
 
 def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +223,7 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if missing:
         raise InputError(f"{path}: vertex element lacks properties {missing}")
     xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
-    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8)
+    rgb = colors_as_uint8(np.stack([v[c] for c in COLOR_CHANNELS], axis=1), v["red"].dtype, path)
     faces = np.zeros((0, 3), dtype=np.int64)
     if "face" in ply and len(ply["face"].data):
         face_data = ply["face"].data
@@ -155,22 +248,17 @@ def write_mesh(
     rgb: np.ndarray,
     faces: np.ndarray | None = None,
     binary: bool = True,
+    coordinate_type: str = "f4",
 ) -> None:
-    """Write a mesh (or a point cloud when ``faces`` is None) in ScanNet's PLY layout."""
+    """Write a mesh (or a point cloud when ``faces`` is None) in ScanNet's PLY layout (float32
+    coordinates, unless ``coordinate_type="f8"``)."""
     vertex = np.empty(
         len(xyz),
-        dtype=[
-            ("x", "f4"),
-            ("y", "f4"),
-            ("z", "f4"),
-            ("red", "u1"),
-            ("green", "u1"),
-            ("blue", "u1"),
-        ],
+        dtype=[*((axis, coordinate_type) for axis in "xyz"), *((c, "u1") for c in COLOR_CHANNELS)],
     )
     for i, axis in enumerate("xyz"):
         vertex[axis] = xyz[:, i]
-    for i, channel in enumerate(("red", "green", "blue")):
+    for i, channel in enumerate(COLOR_CHANNELS):
         vertex[channel] = rgb[:, i]
     elements = [PlyElement.describe(vertex, "vertex")]
     if faces is not None:
@@ -183,17 +271,7 @@ def write_mesh(
 
 def count_ply_vertices(path: str | os.PathLike) -> int:
     """Vertex count from a PLY header alone (fast; used by the submission checker)."""
-    try:
-        with open(path, "rb") as f:
-            for _ in range(200):
-                line = f.readline()
-                if not line:
-                    break
-                parts = line.split()
-                if parts[:2] == [b"element", b"vertex"] and len(parts) == 3:
-                    return int(parts[2])
-                if parts[:1] == [b"end_header"]:
-                    break
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    raise InputError(f"{path}: PLY header has no 'element vertex N' line")
+    header = ply_header(path)
+    if "vertex" not in header:
+        raise InputError(f"{path}: PLY header has no 'element vertex N' line")
+    return header["vertex"][0]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ceco3d.data.meta import GROUPS, IGNORE_INDEX, LabelSet
+from ceco3d.data.label_sets import GROUPS, IGNORE_INDEX, LabelSet
 
 
 def _as_numpy(x: Any) -> np.ndarray:

@@ -16,17 +16,10 @@ import numpy as np
 
 from ceco3d import viz
 from ceco3d.data.geometry import vertex_areas
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet, get_label_set
-from ceco3d.data.scan import Scan, from_metres_z_up
-from ceco3d.io import (
-    InputError,
-    atomic_write,
-    json_safe,
-    read_json,
-    save_json,
-    save_npy,
-    write_mesh,
-)
+from ceco3d.data.label_sets import IGNORE_INDEX, LabelSet, get_label_set
+from ceco3d.data.scan import Scan, input_coordinates
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_write, json_safe, read_json, save_json, save_npy, write_mesh
 
 LABELS_TXT, LABELS_NPY = "_labels.txt", "_labels.npy"
 COLORED_PLY, CLASSES_JSON, PREVIEW_PNG = "_pred.ply", "_classes.json", "_preview.png"
@@ -36,6 +29,9 @@ TEXT_CHUNK = 1 << 20  # label lines joined at a time, to bound memory on large s
 GREY = 128  # the input panel's colour for a scan without colours
 # Pictures look from 60 degrees above the horizon, the scan turned 30 degrees: walls show.
 VIEW = {"elevation": 60.0, "azimuth": -30.0}
+# Below this (in the input's unit) float32 coordinates are within 1/1000 of a unit of the input's;
+# beyond (a georeferenced scan) the PLY gets float64 ones.
+FLOAT32_EXACT = 1e4
 
 
 def _write_label_text(path: Path, codes: np.ndarray, lines: np.ndarray) -> None:
@@ -92,8 +88,10 @@ def write_scan_outputs(
     voxel of each kept point; ``settings`` (``units`` and ``up`` among them) go into the JSON."""
     stem = scan.path.stem
     write_labels(folder, scan, classes, label_set)
-    xyz = from_metres_z_up(scan.xyz, settings["units"], settings["up"])
-    write_mesh(folder / f"{stem}{COLORED_PLY}", xyz, viz.colorize(classes, label_set), scan.faces)
+    xyz = input_coordinates(scan, settings["units"], settings["up"])
+    coordinate_type = "f4" if np.abs(xyz).max() < FLOAT32_EXACT else "f8"
+    write_mesh(folder / f"{stem}{COLORED_PLY}", xyz, viz.colorize(classes, label_set), scan.faces,
+               coordinate_type=coordinate_type)  # fmt: skip
     del xyz
     method, rows = class_statistics(scan, classes, voxel, label_set, voxel_size)
     summary = {

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d import viz
-from ceco3d.data.meta import IGNORE_INDEX, LabelSet, get_label_set
+from ceco3d.data.label_sets import IGNORE_INDEX, LabelSet, get_label_set
 from ceco3d.data.scan import Scan, open3d, read_scan
-from ceco3d.io import InputError
+from ceco3d.errors import InputError, UsageError
 from ceco3d.scan_export import GREY, VIEW, read_labels, recorded_label_set
 
 LAYER_KEYS = {"1": "input", "2": "prediction", "3": "ground truth"}
@@ -37,10 +37,16 @@ class Layers:
 
 
 def label_set_for(pred: Path | None, name: str | None) -> LabelSet:
-    """``name``, or the label set ``ceco3d-predict`` recorded beside ``pred``."""
-    if name is not None:
-        return get_label_set(name)
+    """``name``, or the label set ``ceco3d-predict`` recorded beside ``pred``; both, where they
+    disagree, are a usage error (the names shown would be another set's)."""
     recorded = recorded_label_set(pred) if pred is not None else None
+    if name is not None:
+        if recorded is not None and recorded.name != name:
+            raise UsageError(
+                f"--label-set {name}, but {pred} holds {recorded.name} ids (its _classes.json "
+                f"says so); drop --label-set, or pass --label-set {recorded.name}"
+            )
+        return get_label_set(name)
     if recorded is None:
         raise InputError(
             "which label set are the ids from? pass --label-set scannet20 or scannet200 (found "

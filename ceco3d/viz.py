@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ceco3d.data.meta import GROUPS, IGNORE_INDEX, LabelSet
+from ceco3d.data.label_sets import GROUPS, IGNORE_INDEX, LabelSet
 from ceco3d.io import atomic_write, save_text, write_mesh
 
 IGNORE_COLOR = (0, 0, 0)  # ScanNet's colour for unlabelled points
@@ -183,8 +183,9 @@ def plot_per_class_iou(
 ) -> None:
     """Bars of IoU (fractions, as ``metrics.iou_per_class`` returns) by descending train frequency.
 
-    Bars are coloured by head / common / tail when the label set has groups; NaN classes get no
-    bar, only a grey cross on the axis. The training point counts are drawn on a log axis.
+    Bars are coloured by head / common / tail when the label set has groups, and the legend gives
+    each group's mean IoU; NaN classes get no bar, only a grey cross on the axis. The training
+    point counts are drawn on a log axis. The one per-class IoU figure of evaluation and analysis.
     """
     iou = np.asarray(iou_per_class, dtype=np.float64)
     order = np.argsort(-np.asarray(train_counts), kind="stable")
@@ -207,7 +208,12 @@ def plot_per_class_iou(
     counts_ax.plot(x, np.maximum(np.asarray(train_counts)[order], 1), color="black", lw=0.8)
     counts_ax.set_yscale("log")
     counts_ax.set_ylabel("training points")
-    handles = [Patch(color=GROUP_COLORS[g], label=g) for g in GROUPS if g in groups]
+    all_groups = np.array(label_set.group_of_class)
+    handles = []
+    for g in (g for g in GROUPS if g in groups):
+        values = iou[all_groups == g]
+        mean = np.nanmean(values) if np.isfinite(values).any() else np.nan
+        handles.append(Patch(color=GROUP_COLORS[g], label=f"{g or 'all'}: mIoU {100 * mean:.1f}"))
     handles.append(
         Line2D([], [], marker="x", color="grey", linestyle="", label="no gt, no prediction")
     )

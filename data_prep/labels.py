@@ -12,8 +12,8 @@ import csv
 import os
 from pathlib import Path
 
-from ceco3d.data.meta import IGNORE_INDEX, LABEL_SETS
-from ceco3d.io import InputError
+from ceco3d.data.label_sets import IGNORE_INDEX, LABEL_SETS
+from ceco3d.errors import InputError
 
 RAW_CATEGORY = "raw_category"
 
@@ -22,14 +22,14 @@ def read_label_table(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """Read the label table.
 
     Returns ``{label_set_name: {raw_category: class index}}`` for every label set in
-    ``ceco3d.data.meta.LABEL_SETS``; a raw category whose id is outside a benchmark maps to
+    ``ceco3d.data.label_sets.LABEL_SETS``; a raw category whose id is outside a benchmark maps to
     ``IGNORE_INDEX`` there. Every raw category of the table is a key of every dict, so a string
     that is not a key is unknown to the table.
     """
     path = Path(path)
     try:
         # newline="": the real table has CRLF line ends, which csv handles only this way.
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM is not a column name
             reader = csv.DictReader(f, delimiter="\t")
             rows = list(reader)
             header = reader.fieldnames or []

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.layout import LABELLED_SPLITS, SPLITS
-from ceco3d.data.meta import LABEL_SETS
-from ceco3d.io import InputError, read_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json
 
 NO_VERTICES = "no vertices"
 

@@ -14,10 +14,12 @@ failures never replaces a manifest that lists scenes this run could not prepare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import os
 import signal
 import sys
-import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -25,20 +27,26 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, scene_problem
-from ceco3d.data.meta import LABEL_SETS
-from ceco3d.errors import UsageError, report_errors, signal_name, signals_raise_interrupted
-from ceco3d.io import InputError, save_json
+from ceco3d.claims import claimed
+from ceco3d.data import raw_layout
+from ceco3d.data.label_sets import LABEL_SETS
+from ceco3d.data.layout import MANIFEST, SPLITS, read_scene_meta, remove_leftovers, scene_problem
+from ceco3d.errors import (
+    InputError,
+    report_errors,
+    signal_name,
+    signals_raise_interrupted,
+)
+from ceco3d.io import check_writable, save_json
 from data_prep.fingerprint import sha256_of
 from data_prep.labels import read_label_table
 from data_prep.manifest import build_manifest, scenes_dropped
 from data_prep.scene import SceneSource, Settings, prepare_scene, up_to_date
-
-LABEL_TABLE = "scannetv2-labels.combined.tsv"
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceco3d-prep", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("raw", type=Path, help="ScanNet folder with scans/ and scans_test/")
+    scans = f"{raw_layout.LABELLED_SCANS}/ and {raw_layout.TEST_SCANS}/"
+    parser.add_argument("raw", type=Path, help=f"ScanNet folder with {scans}")
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("--labels", type=Path, help=f"label table (default: RAW/{LABEL_TABLE})")
     parser.add_argument(
-        "--splits-dir", type=Path, help="folder with scannetv2_{train,val,test}.txt (default: RAW)"
+        "--labels", type=Path, help=f"label table (default: RAW/{raw_layout.LABEL_TABLE})"
+    )
+    parser.add_argument(
+        "--splits-dir",
+        type=Path,
+        help=f"folder with {raw_layout.split_list('', '{train,val,test}')} (default: RAW)",
     )
     parser.add_argument("--voxel-size", type=float, default=0.02, help="metres (default: 0.02)")
     parser.add_argument(
@@ -76,9 +89,9 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
     sources: list[SceneSource] = []
     seen: dict[str, str] = {}
     for split in SPLITS:
-        path = splits_dir / f"scannetv2_{split}.txt"
+        path = raw_layout.split_list(splits_dir, split)
         try:
-            names = path.read_text(encoding="utf-8").split()
+            names = path.read_text(encoding="utf-8-sig").split()  # -sig: a BOM is no scene name
         except FileNotFoundError:
             raise InputError(f"{path}: split list not found (pass --splits-dir)") from None
         for name in names:
@@ -87,7 +100,7 @@ def find_scenes(raw: Path, splits_dir: Path) -> list[SceneSource]:
             if name in seen:
                 raise InputError(f"{path}: {name} is already listed in the {seen[name]} split")
             seen[name] = split
-            folder = raw / ("scans_test" if split == "test" else "scans") / name
+            folder = raw_layout.scene_folder(raw, split, name)
             sources.append(SceneSource(name, split, folder, labelled=split != "test"))
     return sources
 
@@ -112,10 +125,19 @@ def run_one(
     return Outcome(source, "failed", kept, error)
 
 
-def init_worker() -> None:
+def init_worker(main: Connection) -> None:
     """Ctrl-C reaches the whole process group, and only the main process acts on it (it stops
-    the workers)."""
+    the workers). A worker also ends as soon as the main process is gone, however it went (a
+    ``kill -9`` runs no cleanup): its end of the pipe ``main`` then closes. The workers' end
+    brings down the fork server and the resource tracker, which live as long as a worker does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_main, args=(main,), daemon=True).start()
+
+
+def _exit_with_main(main: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        main.recv()  # nothing is ever sent: this returns (raises) when the main process is gone
+    os._exit(1)
 
 
 def run_all(
@@ -140,10 +162,14 @@ def run_all(
         # workers without importing it again.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["data_prep.worker_preload"])
-        pool = ProcessPoolExecutor(workers, context, initializer=init_worker)
+        # The main process holds the only writing end; its end, however it comes, ends the
+        # workers (see init_worker).
+        from_main, to_workers = context.Pipe(duplex=False)
+        pool = ProcessPoolExecutor(workers, context, initializer=init_worker, initargs=(from_main,))
         try:
             for future in as_completed([pool.submit(run, source) for source in sources]):
                 collect(future.result())
+            pool.shutdown()
         except BaseException:
             # Interrupted (or broken): stop the workers now instead of letting them finish
             # their scenes; a half-written scene stays in its staging folder, the earlier one
@@ -153,7 +179,8 @@ def run_all(
                 process.terminate()
                 process.join()
             raise
-        pool.shutdown()
+        finally:
+            to_workers.close()
     return outcomes
 
 
@@ -223,39 +250,33 @@ def summarize(
     return "\n".join(lines)
 
 
-def check_writable(out: Path) -> None:
-    """Fail once, before any work, where the output folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UsageError(
-            f"{out}: cannot write the output folder ({e.strerror}); choose another OUT or make "
-            "it writable"
-        ) from None
-
-
 def prepare(args: argparse.Namespace, labels: Path, lookups: dict, sources: list) -> int:
     """Prepare every scene, then the manifest; the exit status (1 when a scene failed)."""
-    check_writable(args.out)
-    start = time.perf_counter()
-    settings = Settings(args.voxel_size, args.align, sha256_of(labels))
-    run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
+    check_writable(args.out, "OUT")
+    with claimed(args.out, "prepared-data folder", "prepare into another OUT"):
+        # Under the claim no other command writes here, so what atomic writes left is stale.
+        left = remove_leftovers(args.out)
+        if left:
+            names = " ".join(str(p.relative_to(args.out)) for p in left)
+            print(f"ceco3d-prep: removed {len(left)} leftovers of an interrupted run: {names}",
+                  file=sys.stderr)  # fmt: skip
+        start = time.perf_counter()
+        settings = Settings(args.voxel_size, args.align, sha256_of(labels))
+        run = partial(run_one, out=args.out, settings=settings, lookups=lookups, force=args.force)
 
-    def stopped(signum: int) -> str:
-        return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
+        def stopped(signum: int) -> str:
+            return f"{signal_name(signum)}: stopped; finished scenes are kept, run again to go on"
 
-    with signals_raise_interrupted(stopped):
-        outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
-    manifest_path = args.out / MANIFEST
-    manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())
-    failed = any(o.status == "failed" for o in outcomes)
-    dropped = scenes_dropped(manifest_path, manifest) if failed else []
-    if not dropped:
-        save_json(manifest_path, manifest)
-    print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
-    return 1 if failed else 0
+        with signals_raise_interrupted(stopped):
+            outcomes = run_all(sources, run, min(args.jobs, max(len(sources), 1)))
+        manifest_path = args.out / MANIFEST
+        manifest = build_manifest([o.meta for o in outcomes if o.meta], settings.record())
+        failed = any(o.status == "failed" for o in outcomes)
+        dropped = scenes_dropped(manifest_path, manifest) if failed else []
+        if not dropped:
+            save_json(manifest_path, manifest)
+        print(summarize(outcomes, time.perf_counter() - start, manifest_path, dropped))
+        return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--voxel-size must be positive")
     if not args.raw.is_dir():
         parser.error(f"{args.raw}: not a folder")
-    labels = args.labels or args.raw / LABEL_TABLE
+    labels = args.labels or args.raw / raw_layout.LABEL_TABLE
     try:
         lookups = read_label_table(labels)
         sources = find_scenes(args.raw, args.splits_dir or args.raw)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data import raw_layout
 from ceco3d.data.geometry import vertex_normals
+from ceco3d.data.label_sets import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.layout import (
     FORMAT_VERSION,
     SEGMENT_KEY,
@@ -23,9 +25,9 @@ from ceco3d.data.layout import (
     scene_problem,
     write_scene,
 )
-from ceco3d.data.meta import IGNORE_INDEX, LABEL_SETS
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json, read_mesh
+from ceco3d.errors import InputError
+from ceco3d.io import read_json, read_mesh
 from data_prep.fingerprint import fingerprint, same_content
 
 
@@ -41,19 +43,19 @@ class SceneSource:
 
     @property
     def mesh(self) -> Path:
-        return self.folder / f"{self.scene_id}_vh_clean_2.ply"
+        return raw_layout.mesh_file(self.folder, self.scene_id)
 
     @property
     def segments(self) -> Path:
-        return self.folder / f"{self.scene_id}_vh_clean_2.0.010000.segs.json"
+        return raw_layout.segments_file(self.folder, self.scene_id)
 
     @property
     def aggregation(self) -> Path:
-        return self.folder / f"{self.scene_id}.aggregation.json"
+        return raw_layout.aggregation_file(self.folder, self.scene_id)
 
     @property
     def info(self) -> Path:
-        return self.folder / f"{self.scene_id}.txt"
+        return raw_layout.info_file(self.folder, self.scene_id)
 
     def inputs(self, align: bool) -> list[Path]:
         paths = [self.mesh]

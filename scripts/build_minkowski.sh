@@ -37,7 +37,7 @@ ME_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION.patch"
 # Applied after ME_PATCH in CUDA builds only: it changes nothing that a CPU build compiles.
 ME_CUDA_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION-cuda.patch"
 # Applied after ME_PATCH in CPU builds only: the CPU convolution's row gathers and scatter-adds
-# on OpenMP threads (README, "CPU training speed"); a GPU build does not train on the CPU.
+# on OpenMP threads (docs/cpu_speed.md); a GPU build does not train on the CPU.
 ME_CPU_PATCH="$ROOT/scripts/patches/minkowskiengine-$ME_VERSION-cpu.patch"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;8.6;9.0+PTX}"
@@ -58,7 +58,7 @@ if [[ $KIND == cpu ]]; then
     PATCHES=("$ME_PATCH" "$ME_CPU_PATCH")
     # The OpenMP build of OpenBLAS, found first through the extension's RUNPATH: its GEMMs then
     # run on torch's OpenMP threads instead of a second pool of OpenBLAS threads that competes
-    # with them for the cores (README, "CPU training speed"). scripts/setup.sh installs it.
+    # with them for the cores (docs/cpu_speed.md). scripts/setup.sh installs it.
     OPENBLAS_OPENMP=$(ls -d /usr/lib/*/openblas-openmp /usr/lib64/openblas-openmp 2>/dev/null \
         | head -n 1 || true)
     [[ -n "$OPENBLAS_OPENMP" && -e "$OPENBLAS_OPENMP/libopenblas.so.0" ]] \

@@ -12,12 +12,14 @@ set -euo pipefail
 CKPT=$1 RAW=$2 OUT=$3
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.venv/bin"
-SCENE=$(head -n 1 "$RAW/scannetv2_val.txt")
 mkdir -p "$OUT/scans"
-"$BIN/python" - "$RAW/scans/$SCENE/${SCENE}_vh_clean_2.ply" "$OUT/scans" <<'PY'
+# The first validation room's mesh, found through the raw layout's one owner.
+"$BIN/python" - "$RAW" "$OUT/scans" <<'PY'
 import sys
 import open3d as o3d
-mesh = o3d.io.read_triangle_mesh(sys.argv[1])
+from ceco3d.data import raw_layout
+scene = raw_layout.split_list(sys.argv[1], "val").read_text().split()[0]
+mesh = o3d.io.read_triangle_mesh(str(raw_layout.scene_mesh(sys.argv[1], "val", scene)))
 cloud = o3d.geometry.PointCloud(mesh.vertices)
 cloud.colors = mesh.vertex_colors
 assert o3d.io.write_triangle_mesh(f"{sys.argv[2]}/room.obj", mesh)

@@ -148,7 +148,7 @@ coords = torch.IntTensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
 x = ME.SparseTensor(torch.ones(3, 2), coordinates=coords)
 y = ME.MinkowskiConvolution(2, 4, kernel_size=3, dimension=3)(x)
 assert y.F.shape == (3, 4)
-# Which OpenBLAS and how many OpenMP runtimes the process loaded (README, "CPU training speed").
+# Which OpenBLAS and how many OpenMP runtimes the process loaded (docs/cpu_speed.md).
 maps = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
 blas = sorted(m for m in maps if "/libopenblas" in m)
 gomp = sorted(m for m in maps if "/libgomp" in m)

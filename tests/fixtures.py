@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from ceco3d.paths import CONF_DIR
 from data_prep import prep
@@ -60,8 +61,14 @@ def synthetic_scannet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticScan
 
 
 def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config a command composes, with Hydra's own part registered as a running app has it
+    (the paper experiments name their run after ``${hydra:runtime.choices.loss}``)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(name, overrides=list(overrides), return_hydra_config=False)
+        cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def train_overrides(prepared: Path, runs_root: Path, run_name: str, *overrides: str) -> list[str]:

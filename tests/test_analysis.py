@@ -15,7 +15,7 @@ from ceco3d.analysis.imbalance import (
     normalized_frequency,
     pearson,
 )
-from ceco3d.collapse import (
+from ceco3d.neural_collapse import (
     COLLAPSE_TAGS,
     FeatureAccumulator,
     center_features,
@@ -265,7 +265,7 @@ def assert_png(path):
 
 def test_plots_write_pngs(tmp_path, strict_numerics):
     from ceco3d.analysis import plots
-    from ceco3d.data.meta import LabelSet
+    from ceco3d.data.label_sets import LabelSet
 
     rng = np.random.default_rng(5)
     names = tuple(f"class{k}" for k in range(9))
@@ -301,10 +301,6 @@ def test_plots_write_pngs(tmp_path, strict_numerics):
             normalized_frequency(scenes),
         ),
         plots.plot_collapse_curves(tmp_path / "curves.png", runs),
-        plots.plot_group_iou(tmp_path / "iou.png", iou, label_set),
-        plots.plot_group_iou(
-            tmp_path / "sub" / "iou_ordered.png", iou, label_set, np.argsort(-points)
-        ),
         # class 7 has no training points: left out of the panel
         plots.plot_iou_by_frequency(
             tmp_path / "iou_by_frequency.png", {"CE": iou, "CeCo": iou * 0.9}, points, label_set
@@ -349,7 +345,7 @@ def test_read_scalars_round_trip(tmp_path):
 
 def test_read_scalars_missing_dir(tmp_path):
     from ceco3d.analysis.tb_logs import read_scalars
-    from ceco3d.io import InputError
+    from ceco3d.errors import InputError
 
     with pytest.raises(InputError, match="not a directory"):
         read_scalars(tmp_path / "nope", list(COLLAPSE_TAGS.values()))

@@ -1,4 +1,4 @@
-"""The CSC / LG training augmentation (conf/aug/csc.yaml, conf/aug/lg.yaml) and the transforms it
+"""The CSC / LG training augmentation (ceco3d/conf/aug/csc.yaml, lg.yaml) and the transforms it
 added: RandomRotation, RandomFlip's p_apply, RandomVoxelDropout, RandomGridShift."""
 
 from __future__ import annotations

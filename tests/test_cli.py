@@ -12,7 +12,7 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import SCANNET200
+from ceco3d.data.label_sets import SCANNET200
 from ceco3d.engine.checkpoint import load_checkpoint
 from tests.fixtures import BIN, VOXEL_SIZE, synthetic_scannet, train_overrides  # noqa: F401
 
@@ -51,11 +51,11 @@ def test_entry_point_answers_help_from_any_folder(name, tmp_path):
     module = ENTRY_POINTS[name].partition(":")[0]
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not written yet")
-    # From an empty folder: Hydra apps must find conf/ through the package, not the cwd.
+    # From an empty folder: Hydra apps must find ceco3d/conf/ through the package, not the cwd.
     done = run_script(name, "--help", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     if name in HYDRA_APPS:
-        assert "data: scannet20, scannet200" in done.stdout  # the config groups were found
+        assert "data: base, scannet20, scannet200" in done.stdout  # the config groups were found
         assert HYDRA_APPS[name] in done.stdout  # and the primary config composed
     else:
         assert f"usage: {name}" in done.stdout
@@ -92,7 +92,7 @@ def test_synth_prep_train_eval_submit_check(tmp_path):
     assert ckpt.is_file()
 
     ok("ceco3d-eval", f"ckpt={ckpt}")
-    out = runs / "e2e" / "eval_val"
+    out = runs / "e2e" / "eval_val_last"  # one output folder per checkpoint
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
     assert len(summary["iou_per_class"]) == SCANNET200.num_classes

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ceco3d.data.meta import IGNORE_INDEX, get_label_set
+from ceco3d.data.label_sets import IGNORE_INDEX, get_label_set
 from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
 from ceco3d.losses import CeCoLoss
 from ceco3d.paths import CONF_DIR
@@ -30,7 +30,7 @@ REQUIRED = {
 
 
 def test_the_config_folder_has_experiments_and_primary_configs():
-    assert {"smoke", "scannet200_ceco", "scannet200_ce"} <= set(EXPERIMENTS)
+    assert {"smoke", "scannet200", "scannet20"} <= set(EXPERIMENTS)
     assert {"train", "eval"} <= set(PRIMARY_CONFIGS)
 
 
@@ -131,8 +131,22 @@ def test_data_scannet20_is_one_override_for_a_20_class_model(loss, synthetic_sca
     assert torch.isfinite(parts["loss"])
 
 
+@pytest.mark.parametrize(("dataset", "aug"), [("scannet200", "lg"), ("scannet20", "csc")])
+@pytest.mark.parametrize("loss", ["ce", "ceco"])
+def test_paper_experiment_takes_the_loss_as_its_one_axis(dataset, aug, loss):
+    cfg = compose_config("train", [f"experiment={dataset}", f"loss={loss}", "data.root=/data/p"])
+    assert cfg.data.label_set == dataset and cfg.run_name == f"{dataset}_{loss}"
+    assert cfg.aug.transforms == OmegaConf.load(CONF_DIR / "aug" / f"{aug}.yaml").transforms
+    assert cfg.model.backbone._target_ == "ceco3d.models.minkunet.Res16UNet34C"
+    assert (cfg.loss._target_ == "ceco3d.losses.CeCoLoss") == (loss == "ceco")
+    assert ("center_head" in cfg.model) == (loss == "ceco")
+    assert (cfg.optim.lr, cfg.data.voxel_size, cfg.trainer.max_steps) == (0.1, 0.02, 20000)
+
+
 def test_scannet200_ceco_is_the_paper_recipe():
-    cfg = compose_config("train", ["experiment=scannet200_ceco", "data.root=/data/prepared"])
+    cfg = compose_config(
+        "train", ["experiment=scannet200", "loss=ceco", "data.root=/data/prepared"]
+    )
     assert cfg.data.label_set == "scannet200" and cfg.data.num_classes == 200
     assert cfg.model.backbone == {"_target_": "ceco3d.models.minkunet.Res16UNet34C",
                                   "bn_momentum": 0.02}  # fmt: skip
@@ -194,4 +208,4 @@ def test_primary_config_composes_and_resolves(name):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if name == "eval":
         assert cfg.split == "val" and cfg.tta.enabled is False
-        assert cfg.out == "/runs/x/eval_val"  # next to the run's checkpoints/ folder
+        assert cfg.out == "/runs/x/eval_val_best"  # next to the run's checkpoints/ folder

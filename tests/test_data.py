@@ -16,11 +16,12 @@ from ceco3d.data import layout
 from ceco3d.data import transforms as T
 from ceco3d.data.collate import collate
 from ceco3d.data.dataset import ScanNetDataset
+from ceco3d.data.label_sets import SCANNET20, SCANNET200
 from ceco3d.data.layout import FORMAT_VERSION
-from ceco3d.data.meta import SCANNET20, SCANNET200
 from ceco3d.data.sampler import StepBatchSampler, build_train_loader
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json, save_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json, save_json
 from ceco3d.paths import CONF_DIR
 
 VOXEL = 0.02
@@ -364,16 +365,20 @@ def test_max_voxels_crop(root):
     )
 
 
-def test_class_counts_and_num_scenes(root):
+def test_train_class_counts_and_num_train_scenes(root):
+    """Read from a val dataset, the statistics are the train split's, and say so by name."""
     dataset = ScanNetDataset(root, "val", "scannet200")
-    points = dataset.class_counts("point_counts")
+    train = ScanNetDataset(root, "train", "scannet200")
+    points = dataset.train_class_counts("point_counts")
     assert points.shape == (200,) and points.dtype == np.int64
     assert points[[0, 2, 3]].min() > 0 and points.sum() == points[[0, 2, 3]].sum()
-    assert dataset.class_counts("scene_counts")[[0, 2, 3]].tolist() == [5, 5, 5]
-    assert dataset.class_counts().sum() < points.sum()  # voxel counts by default
-    assert dataset.num_scenes == 5 and dataset.num_classes == 200
+    assert dataset.train_class_counts("scene_counts")[[0, 2, 3]].tolist() == [5, 5, 5]
+    assert dataset.train_class_counts().sum() < points.sum()  # voxel counts by default
+    assert dataset.num_train_scenes == len(train) == 5 and dataset.num_classes == 200
+    assert len(dataset) != dataset.num_train_scenes  # this split's size is len(), not the stat
+    assert not hasattr(dataset, "class_counts") and not hasattr(dataset, "num_scenes")
     with pytest.raises(ValueError, match="kind"):
-        dataset.class_counts("pixels")
+        dataset.train_class_counts("pixels")
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from ceco3d.analysis.imbalance import imbalance_factor
+from ceco3d.data.label_sets import SCANNET200
 from ceco3d.data.layout import MANIFEST
-from ceco3d.data.meta import SCANNET200
-from ceco3d.export import check_submission
+from ceco3d.submission import check_submission
 from ceco3d.tools.demo import MODELS, PRESETS, _difference_table, _recipe, _seed_table
 from data_prep import prep
 from data_prep.synth import generate

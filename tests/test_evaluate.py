@@ -15,7 +15,7 @@ from ceco3d.cli.evaluate import run as run_eval
 from ceco3d.data.transforms import TTAView, tta_views
 from ceco3d.engine.checkpoint import TRAIN_VOXEL_COUNTS, load_checkpoint
 from ceco3d.engine.config_checks import check_resumable
-from ceco3d.engine.predict import forward_sample, load_for_inference, view_datasets
+from ceco3d.engine.inference import forward_sample, load_for_inference, view_datasets
 from ceco3d.engine.train import train
 from ceco3d.errors import UsageError
 from ceco3d.io import read_mesh
@@ -148,6 +148,16 @@ def test_eval_with_posthoc_adjustment_predicts_the_adjusted_argmax(checkpoints, 
     assert torch.equal(from_manifest.backbone.final.bias, adjusted.backbone.final.bias)
     with pytest.raises(UsageError, match=r"posthoc_tau='x': expected a number"):
         load_for_inference(ckpt, posthoc_tau="x")
+
+
+def test_summary_counts_the_scenes_scored_not_max_scenes(checkpoints, synthetic_scannet, tmp_path):  # noqa: F811
+    manifest = json.loads((synthetic_scannet.prepared / "manifest.json").read_text())
+    num_val = len(manifest["splits"]["val"])
+    out = tmp_path / "eval"
+    cfg = compose_config("eval", [f"ckpt={checkpoints['ce']}", f"out={out}", "max_scenes=1000"])
+    results = run_eval(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_scenes"] == results["num_scenes"] == num_val
 
 
 def test_analyze_two_checkpoints_side_by_side(checkpoints, tmp_path):

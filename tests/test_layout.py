@@ -22,14 +22,15 @@ LAYERS = {
     "ceco3d.models": 3,
     "ceco3d.losses": 3,
     "ceco3d.metrics": 3,
-    "ceco3d.collapse": 3,  # neural-collapse statistics: training logs them, analysis reports them
-    "ceco3d.export": 3,
+    "ceco3d.neural_collapse": 3,  # statistics that training logs and analysis reports
+    "ceco3d.submission": 3,
     "ceco3d.viz": 3,
     "ceco3d.scan_export": 3,
     # Raw ScanNet -> arrays: it reads and writes through the data layer, and needs no engine.
     "data_prep": 2,
     "ceco3d.data": 2,
     "ceco3d.io": 1,
+    "ceco3d.claims": 1,
     "ceco3d.errors": 1,
     "ceco3d.paths": 1,
     "ceco3d.device": 1,
@@ -105,8 +106,8 @@ def test_the_check_sees_an_upward_import(tmp_path):
     path = REPO_ROOT / "ceco3d" / "engine" / "evaluate.py"
     assert layer("ceco3d.analysis.report") > layer(module_name(path))
     assert (1, "ceco3d.viz") in imported_modules_of("from ceco3d import viz\n", tmp_path)
-    assert (2, "ceco3d.data.meta") in imported_modules_of(
-        "def f():\n    from ceco3d.data.meta import LABEL_SETS\n", tmp_path
+    assert (2, "ceco3d.data.label_sets") in imported_modules_of(
+        "def f():\n    from ceco3d.data.label_sets import LABEL_SETS\n", tmp_path
     )
 
 
@@ -114,3 +115,48 @@ def imported_modules_of(source: str, tmp_path: Path) -> list[tuple[int, str]]:
     path = tmp_path / "module.py"
     path.write_text(source)
     return imported_modules(path)
+
+
+# A format has one owner: its file and folder names stand as string constants in that module only
+# (docstrings and comments may mention them).
+FORMAT_OWNERS = {
+    "ceco3d/data/raw_layout.py": ("_vh_clean_2", "scans_test", "scannetv2_", ".aggregation.json"),
+    "ceco3d/data/layout.py": ("manifest.json", "meta.json"),
+}
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """The string constants of a module's code (f-string parts included), docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("owner", sorted(FORMAT_OWNERS))
+def test_a_format_is_named_by_its_owner_only(owner):
+    found = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: {value!r}"
+        for path in source_files()
+        if str(path.relative_to(REPO_ROOT)) != owner
+        for line, value in string_constants(path)
+        if any(name in value for name in FORMAT_OWNERS[owner])
+    ]
+    assert not found, f"names that {owner} owns:\n" + "\n".join(found)
+
+
+def test_the_owner_check_sees_a_name_in_code_but_not_in_a_docstring(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text('"""reads scans_test/"""\nFOLDER = "scans_test"\n')
+    assert string_constants(path) == [(2, "scans_test")]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
 from ceco3d.losses import (
     CeCoLoss,
     ClassBalancedLoss,

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import IGNORE_INDEX, SCANNET20, SCANNET200
+from ceco3d.data.label_sets import IGNORE_INDEX, SCANNET20, SCANNET200
 from ceco3d.metrics import (
     ConfusionMatrix,
     accuracy_per_class,

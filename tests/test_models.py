@@ -8,13 +8,16 @@ import MinkowskiEngine as ME
 import numpy as np
 import pytest
 import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from ceco3d.engine.checkpoint import upgrade_config
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 from ceco3d.losses import CeCoLoss, CrossEntropyLoss, class_weights
 from ceco3d.models.center_collapse import CenterCollapseHead, class_moments, simplex_etf
 from ceco3d.models.minkunet import BACKBONES
 from ceco3d.models.segmentor import Segmentor
+from ceco3d.paths import CONF_DIR
 from tests.conftest import random_scene
 
 
@@ -50,16 +53,27 @@ def test_minkunet34c_matches_reference_parameter_count():
     assert model.final.bias is not None
 
 
-@pytest.mark.parametrize("name", ["minkunet14a", "minkunet18a", "minkunet34c"])
-def test_backbone_forward_shapes_and_order(name):
+def test_every_backbone_has_a_config_and_every_config_a_backbone():
+    configs = {p.stem: OmegaConf.load(p) for p in (CONF_DIR / "model").glob("*.yaml")}
+    assert set(configs) == set(BACKBONES)
+    for name, config in configs.items():
+        assert get_class(config.backbone._target_) is BACKBONES[name], name
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_trains_with_an_odd_class_count(name):
+    """The registry's every variant, built from its config: shapes, one backward pass, and a
+    gradient for every parameter."""
+    config = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    model = instantiate(config.backbone, in_channels=3, num_classes=7).train()
     coords, feats = random_scene(num_points=300, batch=2)
-    model = BACKBONES[name](in_channels=3, num_classes=7).eval()
-    x = ME.SparseTensor(feats, coordinates=coords)
-    logits, features = model(x)
+    logits, features = model(ME.SparseTensor(feats, coordinates=coords))
     assert logits.shape == (len(coords), 7)
     assert features.shape == (len(coords), model.feature_dim)
-    # Rows follow the input's coordinate order (stride 1, same coordinate map).
     assert torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    for param_name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: {param_name}"
 
 
 def test_old_checkpoint_configs_are_upgraded():

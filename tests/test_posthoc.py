@@ -6,7 +6,7 @@ import MinkowskiEngine as ME
 import pytest
 import torch
 
-from ceco3d.engine.predict import adjust_logits_posthoc
+from ceco3d.engine.inference import adjust_logits_posthoc
 from ceco3d.models.minkunet import BACKBONES
 from ceco3d.models.segmentor import Segmentor
 from tests.conftest import random_scene

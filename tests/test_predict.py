@@ -18,8 +18,8 @@ from plyfile import PlyData
 
 from ceco3d.cli.predict import run as run_predict
 from ceco3d.cli.view import main as view_main
-from ceco3d.data.meta import get_label_set
-from ceco3d.engine.predict import (
+from ceco3d.data.label_sets import get_label_set
+from ceco3d.engine.inference import (
     TTAView,
     load_for_inference,
     predict_points,
@@ -27,7 +27,7 @@ from ceco3d.engine.predict import (
     view_datasets,
 )
 from ceco3d.engine.train import train
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 from ceco3d.scan_export import DROPPED_ID, DROPPED_NAME
 from ceco3d.viz import colorize
 from data_prep.synth.classes import select_classes

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ceco3d.data.label_sets import LABEL_SETS, SCANNET20, SCANNET200
 from ceco3d.data.layout import ARRAYS, MANIFEST, SCENE_META
-from ceco3d.data.meta import LABEL_SETS, SCANNET20, SCANNET200
 from ceco3d.data.voxelize import majority_labels
 from ceco3d.io import count_ply_vertices, read_json, write_mesh
 from data_prep import prep

@@ -14,7 +14,8 @@ import pytest
 
 from ceco3d.data import layout
 from ceco3d.data.dataset import ScanNetDataset
-from ceco3d.io import InputError, read_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json
 from data_prep import prep
 from tests.test_prep import (
     TABLE_ROWS,

@@ -20,7 +20,7 @@ from ceco3d.data.scan import (
     to_metres_z_up,
     up_rotation,
 )
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 
 o3d = pytest.importorskip("open3d", reason="scans are read with open3d")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import SCANNET200
+from ceco3d.data.label_sets import SCANNET200
 from ceco3d.io import read_json, read_mesh
 from data_prep.labels import read_label_table
 from data_prep.synth import generate as synth

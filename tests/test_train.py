@@ -19,8 +19,9 @@ import torch
 from ceco3d.analysis.tb_logs import read_scalars
 from ceco3d.engine.build import build_dataset
 from ceco3d.engine.checkpoint import LOSS_STATE, TRAIN_VOXEL_COUNTS, load_checkpoint
-from ceco3d.engine.predict import load_for_inference
-from ceco3d.engine.train import NonFiniteLossError, train
+from ceco3d.engine.inference import load_for_inference
+from ceco3d.engine.train import train
+from ceco3d.errors import NonFiniteLossError
 from ceco3d.io import read_json, save_json
 from ceco3d.losses import CeCoLoss
 from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)
@@ -109,7 +110,7 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
     assert ckpt["package_versions"]["torch"] == torch.__version__
     assert isinstance(ckpt["git_revision"], str) and ckpt["git_revision"]
     assert any(k.startswith("center_head.") for k in ckpt["model"]) == (loss == "ceco")
-    counts = build_dataset(cfg, "train", training=True).class_counts("voxel_counts")
+    counts = build_dataset(cfg, "train", training=True).train_class_counts("voxel_counts")
     assert ckpt[TRAIN_VOXEL_COUNTS] == counts.tolist()  # the post-hoc adjustment's prior
     assert list(ckpt[LOSS_STATE]) == {"ce_weighted": ["weight"]}.get(loss, [])
 

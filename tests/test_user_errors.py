@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from ceco3d.analysis.report import analyze
 from ceco3d.engine.config_checks import check_training
-from ceco3d.engine.predict import load_for_inference
+from ceco3d.engine.inference import load_for_inference
 from ceco3d.engine.train import train
 from ceco3d.errors import UsageError, report_errors
 from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)

@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from ceco3d.data.meta import IGNORE_INDEX, SCANNET20, SCANNET200
+from ceco3d.data.label_sets import IGNORE_INDEX, SCANNET20, SCANNET200
 from ceco3d.io import read_mesh
 from ceco3d.metrics import accuracy_per_class, confusion_matrix, iou_per_class
 from ceco3d.viz import (

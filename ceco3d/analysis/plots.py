@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from ceco3d.analysis.imbalance import imbalance_factor, pearson
-from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.io import atomic_write
+from ceco3d.neural_collapse import COLLAPSE_TAGS
+from ceco3d.viz import GROUP_COLORS
 
 if TYPE_CHECKING:
-    from ceco3d.data.meta import LabelSet
+    from ceco3d.data.label_sets import LabelSet
 
-GROUP_COLORS = {"head": "tab:blue", "common": "tab:orange", "tail": "tab:red", "": "tab:gray"}
 DPI = 120
 
 
@@ -158,44 +157,6 @@ def plot_collapse_curves(
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
-    return _save(fig, path)
-
-
-def plot_group_iou(
-    path: str | os.PathLike,
-    iou_per_class: np.ndarray,
-    label_set: LabelSet,
-    order: Sequence[int] | None = None,
-) -> Path:
-    """Per-class IoU bars, shaded by head / common / tail with each group's mean IoU.
-
-    ``order`` gives the class indices left to right (e.g. by training frequency); by default
-    classes are grouped head, common, tail, each in benchmark order. NaN IoUs draw no bar.
-    """
-    iou = np.asarray(iou_per_class, dtype=np.float64)
-    if len(iou) != label_set.num_classes:
-        raise ValueError(f"{len(iou)} IoUs for {label_set.num_classes} classes of {label_set.name}")
-    groups = np.array(label_set.group_of_class)
-    if order is None:
-        rank = {name: i for i, name in enumerate(label_set.groups or {})}
-        order = sorted(range(len(iou)), key=lambda k: rank.get(groups[k], 0))
-    order = np.asarray(order)
-    fig = Figure(figsize=(max(8.0, 0.09 * len(order)), 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    shown = groups[order]
-    ax.bar(np.arange(len(order)), iou[order], color=[GROUP_COLORS.get(g, "gray") for g in shown])
-    means = {group: _nanmean(iou[groups == group]) for group in dict.fromkeys(shown)}
-    for start, end in _group_runs(ax, shown):
-        color = GROUP_COLORS.get(shown[start], "gray")
-        ax.hlines(means[shown[start]], start - 0.5, end - 0.5, color=color, ls="--", lw=1)
-    handles = [
-        Patch(color=GROUP_COLORS.get(group, "gray"), label=f"{group or 'all'}: {mean:.3f}")
-        for group, mean in means.items()
-    ]
-    ax.set_ylabel("IoU")
-    ax.set_title(f"{label_set.name}: per-class IoU (legend: mean IoU per group)")
-    _class_axis(ax, label_set.names, order)
-    ax.legend(handles=handles, loc="upper right", fontsize=8)
     return _save(fig, path)
 
 

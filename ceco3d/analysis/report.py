@@ -14,15 +14,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d import viz
 from ceco3d.analysis import plots
 from ceco3d.analysis.imbalance import imbalance_statistics, normalized_frequency
 from ceco3d.analysis.tb_logs import read_scalars
-from ceco3d.collapse import COLLAPSE_TAGS
+from ceco3d.engine.checkpoint import load_checkpoint
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.engine.predict import load_for_inference, view_datasets
+from ceco3d.engine.inference import (
+    checkpoint_record,
+    inference_model,
+    view_datasets,
+)
 from ceco3d.errors import UsageError
 from ceco3d.io import json_safe, save_json
 from ceco3d.metrics import accuracy_per_class, iou_per_class
+from ceco3d.neural_collapse import COLLAPSE_TAGS
 
 log = logging.getLogger("ceco3d.analyze")
 
@@ -31,6 +37,28 @@ def split_counts(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(voxel counts, scene counts) per class of ``split`` from the manifest."""
     stats = dataset.manifest["stats"][split][dataset.label_set.name]
     return np.asarray(stats["voxel_counts"]), np.asarray(stats["scene_counts"])
+
+
+def model_names(ckpts: list[str], names: list[str] | None) -> list[str]:
+    """One name per checkpoint, each a plain file name (the plots are named after it, inside
+    ``out``) and no two alike. By default the run folder's name, with the checkpoint's
+    (``run_best``, ``run_last``) where two checkpoints come from one run."""
+    if names is None:
+        runs = [Path(c).resolve().parent.parent.name for c in ckpts]
+        names = [f"{r}_{Path(c).stem}" if runs.count(r) > 1 else r
+                 for r, c in zip(runs, ckpts, strict=True)]  # fmt: skip
+    if len(names) != len(ckpts):
+        raise UsageError(f"names: {len(names)} names for {len(ckpts)} checkpoints")
+    for name in map(str, names):
+        if not name or Path(name).name != name or name.startswith(".") or "\\" in name:
+            raise UsageError(
+                f"names: {name!r} is not a plain file name (the plots are named after it, "
+                "inside out=); use letters, digits, '-' and '_'"
+            )
+    repeated = next((n for n in names if names.count(n) > 1), None)
+    if repeated is not None:
+        raise UsageError(f"names: {repeated!r} names two checkpoints; give each its own name")
+    return list(map(str, names))
 
 
 def analyze(
@@ -42,13 +70,13 @@ def analyze(
     data_overrides: list[str] = (),
     max_scenes: int | None = None,
 ) -> dict:
-    names = names or [Path(c).resolve().parent.parent.name for c in ckpts]
-    if len(names) != len(ckpts):
-        raise UsageError(f"names: {len(names)} names for {len(ckpts)} checkpoints")
+    names = model_names(ckpts, names)
     report: dict = {"split": split, "models": {}}
     accuracies, ious, curves, label_set = {}, {}, {}, None
     # Every checkpoint is loaded before any is evaluated: a mismatch fails before the work.
-    loaded = [load_for_inference(c, data_overrides, device=str(device)) for c in ckpts]
+    records = {c: load_checkpoint(c) for c in ckpts}
+    loaded = [inference_model(records[c], c, data_overrides, device=str(device)) for c in ckpts]
+    records = {c: checkpoint_record(ckpt, c) for c, ckpt in records.items()}
     label_sets = {c: cfg.data.label_set for c, (_, cfg) in zip(ckpts, loaded, strict=True)}
     if len(set(label_sets.values())) > 1:
         listed = ", ".join(f"{c} ({s})" for c, s in label_sets.items())
@@ -66,7 +94,7 @@ def analyze(
         accuracies[name] = acc
         ious[name] = iou_per_class(results["confusion"])
         report["models"][name] = {
-            "checkpoint": str(Path(ckpt).resolve()),
+            **records[ckpt],
             "collapse": results["collapse"],
             "correlation_with_train_frequency": imbalance_statistics(
                 train_voxels, train_scenes, acc
@@ -77,7 +105,7 @@ def analyze(
         curves[name] = read_scalars(
             Path(ckpt).resolve().parent.parent, list(COLLAPSE_TAGS.values())
         )
-        plots.plot_group_iou(out / f"iou_{name}.png", ious[name], label_set)
+        viz.plot_per_class_iou(out / f"iou_{name}.png", ious[name], label_set, train_voxels)
 
     for counts_split in sorted({"train", split}):
         if counts_split in dataset.manifest["stats"]:

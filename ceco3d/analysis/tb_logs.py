@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
 
 
 def read_scalars(run_dir: str | os.PathLike, tags: list[str]) -> dict[str, list[tuple[int, float]]]:

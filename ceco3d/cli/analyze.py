@@ -18,7 +18,9 @@ def run(cfg: DictConfig) -> dict:
 
     from ceco3d.analysis.report import analyze
     from ceco3d.device import resolve_device
+    from ceco3d.engine.config_checks import check_count
 
+    check_count(cfg, "max_scenes", 1, nullable=True)
     ckpts = list(cfg.ckpt) if isinstance(cfg.ckpt, ListConfig) else [cfg.ckpt]
     names = list(cfg.names) if cfg.names is not None else None
     overrides = data_overrides(cfg)

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ceco3d.device import resolve_device
-    from ceco3d.io import json_safe, save_json, save_text
+    from ceco3d.errors import UsageError
+    from ceco3d.io import check_writable, json_safe, save_json, save_text
     from ceco3d.tools.bench.report import to_markdown
     from ceco3d.tools.bench.run import run_all
     from ceco3d.tools.bench.workspace import PRESETS
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None:
         preset = dataclasses.replace(preset, repeats=args.repeats)
     try:
-        device = torch.device(resolve_device(args.device))
-    except RuntimeError as e:
+        device = torch.device(resolve_device(args.device, "--device"))
+        check_writable(args.out, "--out")  # before the run, not after it
+    except UsageError as e:
         parser.error(str(e))
     results = {"settings": {"preset": preset_name, **dataclasses.asdict(preset)}}
     results.update(run_all(preset, device, SECTION_GROUPS.get(args.only), args.before))

@@ -11,9 +11,11 @@ from typing import Any
 
 import hydra
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from ceco3d.claims import claim
 from ceco3d.device import quiet_minkowski_warnings
 from ceco3d.errors import UsageError, report_errors
 from ceco3d.paths import CONF_DIR
@@ -21,11 +23,27 @@ from ceco3d.paths import CONF_DIR
 log = logging.getLogger("ceco3d")
 HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
 
-# What a required key (``???`` in conf/) holds, for the message when it is left out.
+# What a required key (``???`` in ceco3d/conf/) holds, for the message when it is left out.
 REQUIRED_KEYS = {
     "data.root": "the output folder of ceco3d-prep",
     "ckpt": "a checkpoint, e.g. runs/NAME/checkpoints/best.pt",
 }
+
+
+class ClaimOutputFolder(Callback):
+    """Claims the command's output folder (``hydra.run.dir``, its ``out=``) before Hydra writes
+    its log there: a second command with the same ``out=`` is refused while the first runs."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        def take() -> None:
+            claim(config.hydra.run.dir, self.what, "choose another out=FOLDER")
+
+        code = report_errors(f"ceco3d-{config.hydra.job.name}", take)
+        if code:
+            sys.exit(code)
 
 
 def data_overrides(cfg: DictConfig) -> list[str]:
@@ -54,11 +72,11 @@ def hydra_message(error: Exception) -> str:
 
 
 def hydra_app(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """A console-script ``main`` that composes ``conf/<config_name>.yaml`` (found wherever the
-    user stands) with the command line's overrides and calls ``run(cfg)``. Expected failures
-    become one paragraph and the exit status of ``ceco3d.errors``; a command line that Hydra
-    rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks, as
-    ``CECO3D_DEBUG=1`` does."""
+    """A console-script ``main`` that composes ``ceco3d/conf/<config_name>.yaml`` (found
+    wherever the user stands) with the command line's overrides and calls ``run(cfg)``. Expected
+    failures become one paragraph and the exit status of ``ceco3d.errors``; a command line that
+    Hydra rejects (unknown key, bad override) exits 2. ``HYDRA_FULL_ERROR=1`` shows tracebacks,
+    as ``CECO3D_DEBUG=1`` does."""
     started = debug = False
 
     def work(cfg: DictConfig) -> None:

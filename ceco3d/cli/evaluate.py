@@ -12,10 +12,14 @@ from ceco3d.errors import UsageError
 
 log = logging.getLogger("ceco3d.eval")
 
-OmegaConf.register_new_resolver(
-    "eval_dir", lambda ckpt, split: str(Path(ckpt).resolve().parent.parent / f"eval_{split}"),
-    replace=True,
-)  # fmt: skip
+
+def eval_dir(ckpt: str, split: str) -> str:
+    """The default output folder: ``RUN/eval_<split>_<checkpoint name>``, one per checkpoint."""
+    path = Path(ckpt).resolve()
+    return str(path.parent.parent / f"eval_{split}_{path.stem}")
+
+
+OmegaConf.register_new_resolver("eval_dir", eval_dir, replace=True)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -23,12 +27,21 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from ceco3d import viz
+    from ceco3d.data import raw_layout
     from ceco3d.data.layout import LABELLED_SPLITS
     from ceco3d.data.transforms import tta_views
     from ceco3d.device import resolve_device
     from ceco3d.engine import distributed as dist_utils
+    from ceco3d.engine.build import require_scenes
+    from ceco3d.engine.checkpoint import load_checkpoint
+    from ceco3d.engine.config_checks import check_count
     from ceco3d.engine.evaluate import evaluate
-    from ceco3d.engine.predict import load_for_inference, posthoc_setting, view_datasets
+    from ceco3d.engine.inference import (
+        checkpoint_record,
+        inference_model,
+        posthoc_setting,
+        view_datasets,
+    )
     from ceco3d.io import json_safe, read_mesh, save_json, save_npy
     from ceco3d.metrics import format_table
 
@@ -39,13 +52,19 @@ def run(cfg: DictConfig) -> dict:
             "to score; evaluate split=val, export predictions with export.ply=true or "
             "export.preview=true, or write a benchmark submission with ceco3d-submit"
         )
+    check_count(cfg, "max_scenes", 1, nullable=True)
+    check_count(cfg, "export.max_scenes", 0, nullable=False)
     device_type = resolve_device(cfg.device)
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     overrides = data_overrides(cfg)
-    model, train_cfg = load_for_inference(cfg.ckpt, overrides, str(device), cfg.posthoc_tau)
+    ckpt = load_checkpoint(cfg.ckpt)
+    model, train_cfg = inference_model(ckpt, cfg.ckpt, overrides, str(device), cfg.posthoc_tau)
+    record = checkpoint_record(ckpt, cfg.ckpt)
+    del ckpt  # the model holds the weights now
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
     datasets = view_datasets(train_cfg, cfg.split, views)
+    require_scenes(datasets[0], "split")
     label_set = datasets[0].label_set
     out = Path(cfg.out)
 
@@ -62,8 +81,7 @@ def run(cfg: DictConfig) -> dict:
         if cfg.export.ply:
             faces = None
             if cfg.export.raw:
-                folder = "scans_test" if cfg.split == "test" else "scans"
-                mesh = Path(cfg.export.raw) / folder / scene / f"{scene}_vh_clean_2.ply"
+                mesh = raw_layout.scene_mesh(cfg.export.raw, cfg.split, scene)
                 faces = read_mesh(mesh)[2]
             viz.export_scene_plys(out / "ply", scene, xyz, faces, vertex_pred, gt, label_set)
         if cfg.export.preview:
@@ -81,22 +99,23 @@ def run(cfg: DictConfig) -> dict:
             "level": "point (every mesh vertex; official ScanNet semantics)",
             "voxel": results["voxel"],
             "collapse": results["collapse"],
-            "checkpoint": str(Path(cfg.ckpt).resolve()),
+            **record,
             "split": cfg.split,
-            "num_scenes": len(datasets[0]) if cfg.max_scenes is None else cfg.max_scenes,
+            "num_scenes": results["num_scenes"],
             "posthoc": posthoc_setting(train_cfg),
         }
         if "tta" in results:
             summary["tta"] = {**results["tta"], "views": len(datasets)}
             save_npy(out / "confusion_tta.npy", results["confusion_tta"])
-        save_json(out / "summary.json", json_safe(summary))
         save_npy(out / "confusion.npy", results["confusion"])
         from ceco3d.metrics import accuracy_per_class, iou_per_class
 
-        train_counts = datasets[0].class_counts("point_counts")
+        train_counts = datasets[0].train_class_counts("point_counts")
         iou, acc = iou_per_class(results["confusion"]), accuracy_per_class(results["confusion"])
         viz.write_per_class_csv(out / "per_class.csv", label_set, iou, acc, train_counts)
         viz.plot_per_class_iou(out / "per_class_iou.png", iou, label_set, train_counts)
+        # Last: a summary.json stands for a complete evaluation (a full disk stops before it).
+        save_json(out / "summary.json", json_safe(summary))
         log.info("point-level results (%s, %s):\n%s", cfg.split, cfg.ckpt,
                  format_table(point, label_set))  # fmt: skip
         if "tta" in results:

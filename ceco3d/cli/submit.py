@@ -1,30 +1,33 @@
 """``ceco3d-submit``: write a ScanNet benchmark submission zip from a checkpoint, or check one.
-A Hydra application like the other commands (unknown keys are refused); see conf/submit.yaml."""
+A Hydra application like the other commands (unknown keys are refused); see
+ceco3d/conf/submit.yaml."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.cli.common import data_overrides, hydra_app
-from ceco3d.data.meta import LABEL_SETS, get_label_set
-from ceco3d.errors import UsageError
-from ceco3d.io import InputError
+from ceco3d.data.label_sets import LABEL_SETS, get_label_set
+from ceco3d.errors import InputError, UsageError
 
-WRITE_KEYS = ("out", "data.root")
+WRITE_KEYS = ("out", "overwrite", "data.root")
 CHECK_KEYS = ("raw", "benchmark", "split_file")
 
 
 def given(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
-    return [k for k in keys if (cfg.data.root if k == "data.root" else cfg[k]) is not None]
+    return [k for k in keys if OmegaConf.select(cfg, k) not in (None, False)]
 
 
 def check(cfg: DictConfig) -> None:
-    from ceco3d.export import check_submission
+    from ceco3d.submission import check_submission
 
     missing = [k for k in ("raw", "benchmark") if cfg[k] is None]
     if missing or given(cfg, WRITE_KEYS):
         raise UsageError(
-            "check=ZIP needs raw=RAW and benchmark=NAME (and takes no out= or data.root=)"
+            "check=ZIP needs raw=RAW and benchmark=NAME (and takes no out=, overwrite= or "
+            "data.root=)"
         )
     if cfg.benchmark not in LABEL_SETS:
         raise UsageError(f"benchmark={cfg.benchmark!r}: choose one of {sorted(LABEL_SETS)}")
@@ -41,14 +44,21 @@ def check(cfg: DictConfig) -> None:
 
 
 def write(cfg: DictConfig) -> None:
-    from ceco3d.engine.predict import load_for_inference, predict_split
-    from ceco3d.export import write_submission
+    from ceco3d.engine.inference import load_for_inference, predict_split
+    from ceco3d.submission import write_submission
 
     if given(cfg, CHECK_KEYS):
         raise UsageError("raw=, benchmark= and split_file= go with check=ZIP, not with ckpt=")
     model, train_cfg = load_for_inference(cfg.ckpt, data_overrides(cfg))
     label_set = get_label_set(train_cfg.data.label_set)
     out = cfg.out or f"submission_{label_set.name}_{cfg.split}.zip"
+    if Path(out).is_dir() or (Path(out).exists() and not cfg.overwrite):
+        kind = "a folder" if Path(out).is_dir() else "a file"
+        raise UsageError(
+            f"out={out} is {kind} that exists already; nothing was written. Choose a new file "
+            "for the submission zip"
+            + ("" if Path(out).is_dir() else ", or add overwrite=true to replace it")
+        )
     predictions = dict(predict_split(model, train_cfg, cfg.split))
     write_submission(out, predictions, label_set)
     print(f"wrote {out}: {len(predictions)} scenes of {label_set.name} {cfg.split}")

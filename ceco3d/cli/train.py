@@ -1,4 +1,4 @@
-"""ceco3d-train: a Hydra application; see conf/train.yaml for every setting."""
+"""ceco3d-train: a Hydra application; see ceco3d/conf/train.yaml for every setting."""
 
 from __future__ import annotations
 
@@ -6,23 +6,35 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ceco3d.cli.common import hydra_app
 from ceco3d.errors import report_errors
 
 
 class RunFolderGuard(Callback):
-    """Refuses a run that would replace another's outputs before Hydra writes anything into its
-    folder (``.hydra/``, the log); ``train`` checks again for callers that bypass Hydra."""
+    """Before Hydra writes anything into the run folder (``.hydra/``, the log): checks the
+    config's values, claims the folder, refuses a run that would replace another's outputs or
+    resume with other settings, and keeps the configs of the segment a resumed run continues.
+    ``train`` claims and checks again for callers that bypass Hydra."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from ceco3d.engine.run_folder import resume_checkpoint
+        from hydra.core.hydra_config import HydraConfig
 
+        from ceco3d.engine.run_folder import keep_segment_config
+        from ceco3d.engine.train import claim_and_check
+
+        # Hydra registers its config only when the job starts; the run folder's name may use it
+        # (the paper experiments: ${hydra:runtime.choices.loss}).
+        HydraConfig.instance().set_config(config)
         run_dir = Path(config.hydra.run.dir)
-        code = report_errors(
-            "ceco3d-train", lambda: resume_checkpoint(run_dir, config.trainer.resume) and None
-        )
+        cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+
+        def guard() -> None:
+            if claim_and_check(cfg, run_dir)[0] is not None:
+                keep_segment_config(run_dir)
+
+        code = report_errors("ceco3d-train", guard)
         if code:
             sys.exit(code)
 

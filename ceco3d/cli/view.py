@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ceco3d.data.meta import LABEL_SETS
+from ceco3d.data.label_sets import LABEL_SETS
 from ceco3d.data.scan import UNITS, UP_AXES
-from ceco3d.io import InputError
+from ceco3d.errors import ReportedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
               f"writing the views as PNG files to {args.out}")  # fmt: skip
         for path in viewer.write_png_views(layers, label_set, args.out):
             print(f"  {path}")
-    except InputError as e:
+    except ReportedError as e:
         print(f"ceco3d-view: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     return 0
 
 

@@ -36,18 +36,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ceco3d.data import raw_layout
+from ceco3d.data.label_sets import get_label_set
 from ceco3d.data.layout import (
     FORMAT_VERSION,
     MANIFEST,
     SEGMENT_KEY,
+    data_identity,
+    layout_problem,
     meta_problem,
     read_scene_meta,
+    scene_problem,
     settings_of,
 )
-from ceco3d.data.meta import get_label_set
 from ceco3d.data.transforms import Transform
 from ceco3d.data.voxelize import majority_labels, voxelize
-from ceco3d.io import InputError, read_json
+from ceco3d.errors import InputError
+from ceco3d.io import read_json
 
 log = logging.getLogger("ceco3d.data")
 
@@ -88,6 +93,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.manifest = self._read_manifest()
+        self.identity = data_identity(self.manifest)
         self.voxel_size = self._voxel_size(voxel_size)
         self.scenes: list[str] = self._usable_scenes()
         self._segment = SEGMENT_KEY[self.label_set.name]
@@ -116,7 +122,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if name not in label_sets:
             raise self._fail(f"no label set {name!r} (it has {sorted(label_sets)})")
         if tuple(label_sets[name].get("ids", ())) != self.label_set.ids:
-            raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.meta")
+            raise self._fail(f"label set {name!r} has ids that differ from ceco3d.data.label_sets")
         missing = [s for s in splits[self.split] if not (self.root / self.split / s).is_dir()]
         if missing:
             raise self._fail(
@@ -144,6 +150,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         for training, without the scenes that have no labelled voxel in this label set."""
         settings = settings_of(self.manifest)
         problems, unlabelled, scenes = {}, [], []
+        self._arrays: dict[str, dict] = {}  # scene -> meta.json's record of its arrays
         for scene in self.manifest["splits"][self.split]:
             folder = self.root / self.split / scene
             meta = read_scene_meta(folder)
@@ -154,6 +161,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 unlabelled.append(scene)
             else:
                 scenes.append(scene)
+                self._arrays[scene] = meta["arrays"]
         if problems:
             listed = "; ".join(f"{s}: {p}" for s, p in list(problems.items())[:5])
             more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -173,11 +181,28 @@ class ScanNetDataset(torch.utils.data.Dataset):
             raise self._fail(f"no {self.split} scene has a labelled voxel in {self.label_set.name}")
         return scenes
 
+    def check_unchanged(self) -> None:
+        """Fail (InputError) where the folder no longer holds the preparation this dataset was
+        built on: another manifest, or a scene replaced by another preparation (a
+        ``ceco3d-prep --force`` at other settings running meanwhile)."""
+        identity = data_identity(read_manifest(self.root))
+        settings = settings_of(self.manifest)
+        changed = next((f"{s}: {p}" for s in self.scenes if (p := scene_problem(
+            self.root / self.split / s, settings))), None)  # fmt: skip
+        if identity != self.identity or changed:
+            what = changed or f"manifest rewritten: identity {identity}, was {self.identity}"
+            raise InputError(
+                f"{self.root}: the prepared data changed while this command used it ({what}); "
+                "its results would mix preparations. Keep one preparation per folder while "
+                "runs use it (prepare other settings into a new folder)"
+            )
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def class_counts(self, kind: str = "voxel_counts") -> np.ndarray:
-        """Per-class counts over the train split: voxels, points, or scenes containing the class."""
+    def train_class_counts(self, kind: str = "voxel_counts") -> np.ndarray:
+        """Per-class counts over the TRAIN split (whatever split this dataset reads): voxels,
+        points, or scenes containing the class. Losses and priors are built from these."""
         if kind not in CLASS_COUNT_KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose one of {CLASS_COUNT_KINDS}")
         try:
@@ -193,8 +218,9 @@ class ScanNetDataset(torch.utils.data.Dataset):
         return counts
 
     @property
-    def num_scenes(self) -> int:
-        """Number of training scenes (the denominator of ``class_counts("scene_counts")``)."""
+    def num_train_scenes(self) -> int:
+        """Number of TRAIN scenes (the denominator of ``train_class_counts("scene_counts")``);
+        ``len(dataset)`` is this split's."""
         return len(self.manifest["splits"].get("train", ()))
 
     def __len__(self) -> int:
@@ -203,11 +229,15 @@ class ScanNetDataset(torch.utils.data.Dataset):
     def _load(self, scene: str, name: str) -> np.ndarray:
         path = self.root / self.split / scene / f"{name}.npy"
         try:
-            return np.load(path)
+            array = np.load(path)
         except FileNotFoundError:
             raise self._fail(f"scene file {path} is missing") from None
         except (ValueError, EOFError, OSError) as e:  # truncated or overwritten since the check
             raise self._fail(f"scene file {path} is unreadable ({e})") from None
+        problem = layout_problem(str(path), array.shape, array.dtype.str, self._arrays[scene][name])
+        if problem is not None:  # replaced since the check
+            raise self._fail(problem)
+        return array
 
     def __getitem__(self, index: int) -> dict:
         scene = self.scenes[index]
@@ -267,7 +297,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
 def manifest_error(root: Path, problem: str, prep_options: str = "") -> InputError:
     """``problem`` with ROOT/manifest.json, and the command that prepares ``root``."""
     path = Path(root) / MANIFEST
-    if (Path(root) / "scans").is_dir():
+    if raw_layout.looks_like_raw(root):
         return InputError(
             f"{path}: {problem}; {root} looks like raw ScanNet (it has scans/): prepare it into "
             f"a folder of its own with `ceco3d-prep {root} PREPARED` and set data.root=PREPARED"

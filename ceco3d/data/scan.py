@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ceco3d.data.geometry import vertex_normals
-from ceco3d.io import InputError
+from ceco3d.errors import InputError
+from ceco3d.io import COLOR_CHANNELS, colors_as_uint8, ply_header
 
 log = logging.getLogger("ceco3d.scan")
 
@@ -38,15 +39,18 @@ INDOOR_EXTENT_M = (0.3, 100.0)
 
 @dataclass
 class Scan:
-    """``xyz`` (N, 3) float32 metres, z up; ``color`` (N, 3) uint8 or None when the file has
-    none; ``faces`` (F, 3) int32 into ``xyz``, None for a point cloud; ``kept`` (N_input,) bool,
-    the input points with finite coordinates (``xyz`` holds exactly those, in input order)."""
+    """``xyz`` (N, 3) float32 metres, z up, relative to ``origin`` (3,) float64 (whole metres
+    near the scan's centre, so that a georeferenced scan keeps its millimetres); ``color``
+    (N, 3) uint8 or None when the file has none; ``faces`` (F, 3) int32 into ``xyz``, None for
+    a point cloud; ``kept`` (N_input,) bool, the input points with finite coordinates (``xyz``
+    holds exactly those, in input order)."""
 
     path: Path
     xyz: np.ndarray
     color: np.ndarray | None
     faces: np.ndarray | None
     kept: np.ndarray
+    origin: np.ndarray
 
     @property
     def num_dropped(self) -> int:
@@ -88,16 +92,29 @@ def scan_files(path: Path) -> list[Path]:
     return files
 
 
-def _ply_has_faces(path: Path) -> bool:
-    """Whether a PLY header declares a non-empty face element (so it is read as a mesh)."""
-    with open(path, "rb") as f:
-        for line in f:
-            words = line.split()
-            if words[:2] == [b"element", b"face"] and len(words) == 3:
-                return words[2] != b"0"
-            if words[:1] == [b"end_header"]:
-                break
-    return False
+def _colors(path: Path, read: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 colours from open3d's (N, 3) floats. open3d divides a PLY's colour values by
+    255 whatever their type (16-bit ones then exceed 1, floats 0..1 all but vanish), so for a
+    PLY the values are taken back and scaled by the type its header gives."""
+    properties = ply_header(path).get("vertex", (0, {}))[1] if path.suffix.lower() == ".ply" else {}
+    if "red" not in properties:
+        return np.round(np.clip(read, 0, 1) * 255).astype(np.uint8)
+    dtype = properties["red"]
+    if any(properties.get(c) != dtype for c in COLOR_CHANNELS):
+        raise InputError(f"{path}: the colour channels {COLOR_CHANNELS} have different types")
+    values = read * 255.0
+    return colors_as_uint8(np.round(values) if dtype.kind != "f" else values, dtype, path)
+
+
+def _check_faces(path: Path, faces: np.ndarray, num_points: int) -> None:
+    bad = (faces < 0) | (faces >= num_points)
+    if bad.any():
+        face = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(
+            f"{path}: face {face} refers to vertex {int(faces[bad][0])}, but the vertices are "
+            f"0..{num_points - 1} ({int(bad.any(axis=1).sum())} such faces); repair or re-export "
+            "the mesh"
+        )
 
 
 def _read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -105,7 +122,8 @@ def _read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
     (F, 3) int32 faces or None (a point cloud)."""
     o3d = open3d()
     suffix = path.suffix.lower()
-    is_mesh = suffix in MESH_SUFFIXES and (suffix != ".ply" or _ply_has_faces(path))
+    faces_declared = suffix == ".ply" and ply_header(path).get("face", (0, {}))[0] > 0
+    is_mesh = suffix in MESH_SUFFIXES and (suffix != ".ply" or faces_declared)
     if is_mesh:
         mesh = o3d.io.read_triangle_mesh(str(path))
         xyz, colors = np.asarray(mesh.vertices), np.asarray(mesh.vertex_colors)
@@ -119,9 +137,9 @@ def _read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
             f"{path}: no points (the file is empty, or not a readable {suffix} "
             f"{'mesh' if is_mesh else 'point cloud'})"
         )
-    color = None
-    if len(colors) == len(xyz):
-        color = np.round(np.clip(colors, 0, 1) * 255).astype(np.uint8)
+    if faces is not None:
+        _check_faces(path, faces, len(xyz))
+    color = _colors(path, colors) if len(colors) == len(xyz) else None
     return np.array(xyz, dtype=np.float64), color, faces
 
 
@@ -141,14 +159,27 @@ def up_rotation(up: str) -> np.ndarray:
 
 
 def to_metres_z_up(xyz: np.ndarray, units: str, up: str) -> np.ndarray:
-    """(N, 3) float32: ``xyz`` scaled from ``units`` to metres and turned so ``up`` is +z."""
+    """(N, 3) float64: ``xyz`` scaled from ``units`` to metres and turned so ``up`` is +z."""
     check_frame(units, up)
-    return (xyz @ (UNITS[units] * up_rotation(up)).T).astype(np.float32)
+    return np.asarray(xyz, dtype=np.float64) @ (UNITS[units] * up_rotation(up)).T
 
 
 def from_metres_z_up(xyz: np.ndarray, units: str, up: str) -> np.ndarray:
-    """(N, 3) float32: the inverse of ``to_metres_z_up``, back in the input's unit and axes."""
-    return (xyz @ up_rotation(up) / UNITS[units]).astype(np.float32)
+    """(N, 3) float64: the inverse of ``to_metres_z_up``, back in the input's unit and axes."""
+    return np.asarray(xyz, dtype=np.float64) @ up_rotation(up) / UNITS[units]
+
+
+def recentre(metres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float32 coordinates relative to the (3,) float64 origin, the whole metres nearest
+    the bounding box's centre: float32 keeps about 7 digits, so 5,000,000 m would lose 0.5 m
+    where relative coordinates lose micrometres (and a room near 0 keeps origin 0)."""
+    origin = np.round((metres.min(axis=0) + metres.max(axis=0)) / 2)
+    return (metres - origin).astype(np.float32), origin
+
+
+def input_coordinates(scan: Scan, units: str, up: str) -> np.ndarray:
+    """(N, 3) float64 coordinates of the kept points in the input's unit and axes."""
+    return from_metres_z_up(scan.xyz.astype(np.float64) + scan.origin, units, up)
 
 
 def warn_if_not_room_sized(path: Path, xyz: np.ndarray, units: str) -> None:
@@ -187,9 +218,9 @@ def read_scan(path: str | Path, units: str = "m", up: str = "z") -> Scan:
             "%s: no colours; using neutral grey (%g), so the model sees geometry only and "
             "predicts less well", path, NEUTRAL_COLOR,
         )  # fmt: skip
-    xyz = to_metres_z_up(xyz, units, up)
+    xyz, origin = recentre(to_metres_z_up(xyz, units, up))
     warn_if_not_room_sized(path, xyz, units)
-    return Scan(path, xyz, color, faces, kept)
+    return Scan(path, xyz, color, faces, kept, origin)
 
 
 def estimate_normals(xyz: np.ndarray, radius: float, max_nn: int) -> np.ndarray:

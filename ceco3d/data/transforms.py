@@ -10,8 +10,9 @@ value in a sample is a per-point array (the dataset hands the point labels along
 Arrays are replaced, never written in place, so a caller's arrays are never changed.
 
 Geometric transforms act about the centre of the cloud's bounding box, so the scene stays where it
-was. The defaults follow Pointcept's ScanNet recipe (``conf/aug/default.yaml`` lists them);
-``conf/aug/csc.yaml`` and ``conf/aug/lg.yaml`` express the CSC / LG recipes with the same pieces.
+was. The defaults follow Pointcept's ScanNet recipe (``ceco3d/conf/aug/default.yaml`` lists them);
+``ceco3d/conf/aug/csc.yaml`` and ``ceco3d/conf/aug/lg.yaml`` express the CSC / LG recipes with the
+same pieces.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
+from ceco3d.errors import InputError
+
+GRID_LIMIT = 2**31  # voxel coordinates are int32 (here and in MinkowskiEngine)
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,23 @@ class Voxelization:
         return len(self.grid)
 
 
-def voxelize(coord: np.ndarray, voxel_size: float) -> Voxelization:
+def voxelize(coord: np.ndarray, voxel_size: float, source: object = "the points") -> Voxelization:
     """Quantize (N, 3) metric coordinates at ``voxel_size`` metres. Voxels come in the order of
-    their grid coordinates (x, then y, then z); each keeps the first of its points."""
+    their grid coordinates (x, then y, then z); each keeps the first of its points. Coordinates
+    beyond the int32 grid are an ``InputError`` naming ``source``."""
     if len(coord) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Voxelization(np.zeros((0, 3), np.int32), empty, empty)
-    discrete = np.floor(np.asarray(coord, dtype=np.float64) / voxel_size).astype(np.int32)
+    cells = np.floor(np.asarray(coord, dtype=np.float64) / voxel_size)
+    reach = float(np.abs(cells).max())
+    if not reach < GRID_LIMIT:
+        raise InputError(
+            f"{source}: coordinates reach {reach * voxel_size:.4g} m from the voxel grid's origin, "
+            f"{reach:.4g} voxels of {voxel_size:g} m, beyond its int32 range "
+            f"(+-{GRID_LIMIT}); check the unit (units=mm for a scan in millimetres) or split "
+            "the scan"
+        )
+    discrete = cells.astype(np.int32)
     # One int64 key per cell (the cell's row-major offset in the scene's bounding box) makes
     # the unique cells one sort of N integers instead of a sort of N rows.
     offset = discrete.astype(np.int64) - discrete.min(axis=0)

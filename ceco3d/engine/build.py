@@ -6,7 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset, prepared_voxel_size
+from ceco3d.data.layout import MANIFEST
 from ceco3d.data.transforms import TTAView
+from ceco3d.errors import InputError
 from ceco3d.models.center_collapse import CenterCollapseHead
 from ceco3d.models.segmentor import Segmentor
 
@@ -31,6 +33,16 @@ def build_dataset(
     )
 
 
+def require_scenes(dataset: ScanNetDataset, key: str) -> None:
+    """``dataset`` has a scene to work on; otherwise the message names the split's ``key``."""
+    if not len(dataset):
+        raise InputError(
+            f"{dataset.root / MANIFEST}: the {dataset.split} split lists no scenes, so there is "
+            f"nothing to evaluate; choose another {key}=, or prepare scenes of this split "
+            "(ceco3d-prep reads them from its split lists)"
+        )
+
+
 def fill_voxel_size(cfg: DictConfig) -> None:
     """``data.voxel_size=null`` means the prepared data's: write it into the config, which the
     augmentations interpolate and the checkpoints record."""
@@ -50,7 +62,7 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
     center_head = None
     if head_cfg is not None and train_set is not None:
         prior = CenterCollapseHead.prior_from_scene_counts(
-            train_set.class_counts("scene_counts"), train_set.num_scenes
+            train_set.train_class_counts("scene_counts"), train_set.num_train_scenes
         )
         center_head = instantiate(
             head_cfg, in_dim=backbone.feature_dim, num_classes=cfg.data.num_classes, prior=prior
@@ -60,9 +72,9 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
 
 def build_loss(cfg: DictConfig, train_set: ScanNetDataset):
     """The loss, given the training voxel counts (class weights and priors come from them). A
-    loss with a ``voxel`` node (conf/loss/ceco.yaml) adds a term to that per-voxel loss, which
-    is the one that takes the counts."""
-    counts = train_set.class_counts("voxel_counts")
+    loss with a ``voxel`` node (ceco3d/conf/loss/ceco.yaml) adds a term to that per-voxel loss,
+    which is the one that takes the counts."""
+    counts = train_set.train_class_counts("voxel_counts")
     if "voxel" in cfg.loss:
         return instantiate(cfg.loss, voxel={"class_counts": counts})
     return instantiate(cfg.loss, class_counts=counts)

@@ -1,4 +1,5 @@
-"""Process-group helpers: one code path for a single process and for torchrun / DDP."""
+"""Process-group helpers: one code path for a single process, torchrun / DDP and a scheduler's
+tasks (SLURM, submitit; see ``ceco3d.engine.cluster``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ceco3d.engine import cluster
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,10 @@ class DistInfo:
 
 
 def init_distributed(device: str) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on
-    CPU); a plain single-process launch returns the trivial ``DistInfo``."""
+    """Join the process group that torchrun, or else the scheduler's tasks, describe in the
+    environment (NCCL on GPU, gloo on CPU); a plain single-process launch returns the trivial
+    ``DistInfo``."""
+    cluster.export_rendezvous()
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return DistInfo()
     info = DistInfo(
@@ -51,6 +56,25 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
         value /= dist.get_world_size()
+    return value
+
+
+def gather_objects(obj: object) -> list:
+    """``obj`` of every process, in rank order (``[obj]`` without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, obj)
+        return gathered
+    return [obj]
+
+
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest ``value`` of all processes (``value`` itself without a process group), so
+    that every rank takes the same branch."""
+    if dist.is_available() and dist.is_initialized():
+        reduced = torch.tensor(float(value), device=device)
+        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+        return int(reduced.item())
     return value
 
 

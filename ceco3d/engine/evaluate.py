@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ceco3d.collapse import FeatureAccumulator, collapse_statistics
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.engine.distributed import DistInfo
-from ceco3d.engine.predict import predict_scenes
+from ceco3d.engine.inference import predict_scenes
 from ceco3d.metrics import ConfusionMatrix, summarize
 from ceco3d.models.segmentor import Segmentor
+from ceco3d.neural_collapse import FeatureAccumulator, collapse_statistics
 
 
 def classifier_weights(model: Segmentor) -> np.ndarray:
@@ -40,10 +40,11 @@ def evaluate(
     on_scene: Callable[[dict, np.ndarray], None] | None = None,
 ) -> dict:
     """Metrics of one split. ``datasets``: the plain evaluation dataset, optionally followed by
-    test-time-augmentation views (see ``ceco3d.engine.predict.view_datasets``).
+    test-time-augmentation views (see ``ceco3d.engine.inference.view_datasets``).
 
-    Returns ``{"point", "voxel", "collapse", "confusion"}`` (+ ``"tta"``, ``"confusion_tta"``
-    with views); ``on_scene(sample, vertex_prediction)`` is called for every scene.
+    Returns ``{"point", "voxel", "collapse", "confusion", "num_scenes"}`` (+ ``"tta"``,
+    ``"confusion_tta"`` with views), ``num_scenes`` the scenes scored (all ranks);
+    ``on_scene(sample, vertex_prediction)`` is called for every scene.
     Under DDP each rank predicts every world_size-th scene and the matrices are summed.
     """
     dist_info = dist_info or DistInfo()
@@ -73,6 +74,7 @@ def evaluate(
         "voxel": summarize(voxels.matrix, label_set, prefix="voxel_"),
         "collapse": collapse_statistics(centers.centers(), classifier_weights(model)),
         "confusion": single.matrix,
+        "num_scenes": count,
     }
     if len(datasets) > 1:
         results["tta"] = summarize(tta.matrix, label_set, prefix="tta_")

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ceco3d.data.meta import LabelSet, get_label_set
+from ceco3d.data.label_sets import LabelSet, get_label_set
 from ceco3d.data.scan import (
     NEUTRAL_COLOR,
     Scan,
@@ -30,8 +30,9 @@ from ceco3d.data.scan import (
     scan_normals,
 )
 from ceco3d.data.transforms import TTAView, tta_views
-from ceco3d.engine.predict import load_for_inference, posthoc_setting, predict_points
-from ceco3d.io import InputError, atomic_folder
+from ceco3d.engine.inference import load_for_inference, posthoc_setting, predict_points
+from ceco3d.errors import InputError
+from ceco3d.io import atomic_folder, temporaries
 from ceco3d.scan_export import write_scan_outputs
 
 log = logging.getLogger("ceco3d.predict")
@@ -59,7 +60,8 @@ class Predictor:
         points = {"coord": scan.xyz, "color": color}
         if self.features != "color":
             points["normal"] = scan_normals(scan, self.normal_radius, self.normal_max_nn)
-        return predict_points(self.model, points, self.features, self.voxel_size, self.views)
+        return predict_points(self.model, points, self.features, self.voxel_size, self.views,
+                              source=scan.path)  # fmt: skip
 
 
 def load_predictor(cfg: DictConfig, device: str) -> Predictor:
@@ -83,6 +85,9 @@ def _check_request(cfg: DictConfig) -> list[Path]:
     if out.exists():
         raise InputError(f"{out}: already exists; ceco3d-predict writes a new folder (choose "
                          "another out=, or remove this one)")  # fmt: skip
+    for left in temporaries(out.parent, out.name):
+        log.warning("%s: left by a ceco3d-predict into %s that was killed (or is still running); "
+                    "remove it once no run writes there", left, out)  # fmt: skip
     check_frame(cfg.units, cfg.up)
     files = scan_files(Path(cfg.input))
     stems = [p.stem for p in files]
@@ -94,7 +99,7 @@ def _check_request(cfg: DictConfig) -> list[Path]:
 
 
 def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
-    """Run ``ceco3d-predict`` (config: ``conf/predict.yaml``); returns the output folder."""
+    """Run ``ceco3d-predict`` (config: ``ceco3d/conf/predict.yaml``); returns the output folder."""
     files = _check_request(cfg)
     predictor = load_predictor(cfg, device)
     out = Path(cfg.out)
@@ -110,11 +115,16 @@ def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
                             "posthoc": predictor.posthoc}  # fmt: skip
                 write_scan_outputs(partial, scan, classes, voxel, predictor.label_set,
                                    predictor.voxel_size, settings)  # fmt: skip
-            except InputError as e:
+            except OSError:
+                raise  # an unwritable or full output disk: every later scan would fail too
+            except Exception as e:
                 if len(files) == 1:
                     raise
-                log.error("%s", e)
-                failures.append(str(e))
+                # One bad scan, or a bug it meets, must not cost the other scans' outputs.
+                message = str(e) if isinstance(e, InputError) else (
+                    f"{path}: unexpected error ({type(e).__name__}: {e})")  # fmt: skip
+                log.error("%s", message)
+                failures.append(message)
         if len(failures) == len(files):
             raise InputError(f"{cfg.input}: no scan could be segmented ({failures[0]}, ...)")
     if failures:

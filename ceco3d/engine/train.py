@@ -16,54 +16,92 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
+from ceco3d.engine import cluster
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
+from ceco3d.engine.build import (
+    build_dataset,
+    build_loss,
+    build_model,
+    fill_voxel_size,
+    require_scenes,
+)
 from ceco3d.engine.checkpoint import (
     LOSS_STATE,
     TRAIN_VOXEL_COUNTS,
     load_checkpoint,
+    rng_states,
     save_checkpoint,
     set_rng_states,
 )
 from ceco3d.engine.config_checks import check_resumable, check_training
-from ceco3d.engine.errors import NonFiniteLossError
 from ceco3d.engine.evaluate import evaluate
-from ceco3d.engine.run_folder import BEST, CHECKPOINT_DIR, LAST, VAL_SUMMARY, resume_checkpoint
-from ceco3d.errors import Interrupted, UsageError, signal_name
-from ceco3d.io import json_safe, save_json
+from ceco3d.engine.run_folder import (
+    BEST,
+    CHECKPOINT_DIR,
+    LAST,
+    VAL_SUMMARY,
+    check_same_data,
+    claim_run_folder,
+    resume_checkpoint,
+)
+from ceco3d.errors import Interrupted, NonFiniteLossError, UsageError, signal_name
+from ceco3d.io import json_safe, remove_temporaries, save_json
 from ceco3d.metrics import format_table
 from ceco3d.models.segmentor import sparse_input
+from ceco3d.neural_collapse import COLLAPSE_TAGS
 
 log = logging.getLogger("ceco3d.train")
+
+
+def claim_and_check(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None, list]:
+    """Everything checked before a run starts: its values, the claim on ``run_dir``, and for a
+    resume its checkpoint (path, content) with the setting changes it accepts; None, None, []
+    for a new run. Fills in ``data.voxel_size``."""
+    # A scheduler's task learns its rank here, so that rank 0 alone claims the run folder.
+    cluster.export_rendezvous()
+    check_training(cfg)
+    fill_voxel_size(cfg)
+    claim_run_folder(run_dir)
+    resume_from = resume_checkpoint(run_dir, cfg.trainer.resume)
+    if resume_from is None:
+        return None, None, []
+    ckpt = load_checkpoint(resume_from)
+    return resume_from, ckpt, check_resumable(ckpt["config"], cfg, resume_from)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
     validation results (empty when validation is off)."""
-    check_training(cfg)
-    fill_voxel_size(cfg)
+    resume_from, ckpt, accepted = claim_and_check(cfg, run_dir)
     trainer = cfg.trainer
-    device_type = resolve_device(trainer.device)
+    device_type = resolve_device(trainer.device, "trainer.device")
     dist_info = dist_utils.init_distributed(device_type)
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    resume_from = resume_checkpoint(run_dir, trainer.resume)
     if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
         log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
                     ckpt_dir)  # fmt: skip
-    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
-    if ckpt is not None:
-        check_resumable(ckpt["config"], cfg, resume_from)
+    if dist_info.is_main:
+        left = remove_temporaries(ckpt_dir)
+        if left:
+            log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
+                        len(left), " ".join(p.name for p in left))  # fmt: skip
+    if accepted and dist_info.is_main:
+        log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
+                    resume_from, ", ".join(accepted))  # fmt: skip
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
     val_set = build_dataset(cfg, cfg.data.val_split, training=False) if trainer.val_every else None
+    if val_set is not None:
+        require_scenes(val_set, "data.val_split")
+    if ckpt is not None:
+        check_same_data(ckpt, train_set, cfg, resume_from)
     model = build_model(cfg, train_set)
     loss_fn = build_loss(cfg, train_set).to(device)
     if dist_info.enabled and trainer.sync_bn:
@@ -87,7 +125,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
                         "the restored scheduler keeps its own horizon", trainer.max_steps,
                         saved_steps)  # fmt: skip
-        set_rng_states(ckpt["rng_states"])
+        per_rank = ckpt.get("rank_rng_states") or []  # older checkpoints: rank 0's only
+        same_ranks = len(per_rank) == dist_info.world_size
+        set_rng_states(per_rank[dist_info.rank] if same_ranks else ckpt["rng_states"])
         if dist_info.is_main:
             log.info("resumed from %s at step %d", resume_from, start_step)
 
@@ -103,9 +143,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
-    voxel_counts = train_set.class_counts("voxel_counts").tolist()
+    voxel_counts = train_set.train_class_counts("voxel_counts").tolist()
 
     def checkpoint(name: str, step: int) -> None:
+        # Every rank's RNG states: the center head's dropout draws as many numbers as a rank's
+        # batch has classes, so the ranks' streams part, and an exact resume needs each its own.
+        rank_rng_states = dist_utils.gather_objects(rng_states())
         if dist_info.is_main:
             save_checkpoint(
                 ckpt_dir / name,
@@ -115,18 +158,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 step=step,
                 best_miou=best_miou,
                 config=resolved_cfg,
+                rank_rng_states=rank_rng_states,
+                data_identity=train_set.identity,
                 **{LOSS_STATE: loss_fn.state_dict(), TRAIN_VOXEL_COUNTS: voxel_counts},
             )
 
     stop_signal: list[int] = []
     previous_handlers = {
         sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT)
+        for sig in (signal.SIGTERM, signal.SIGINT, cluster.preemption_signal())
     }
 
     # --- loop ----------------------------------------------------------------------------
     results: dict = {}
-    step = start_step
+    step, stopped_by = start_step, 0
     window_voxels, window_start = 0, time.perf_counter()
     bar = tqdm(total=trainer.max_steps, initial=start_step, desc="train",
                disable=not dist_info.is_main, dynamic_ncols=True)  # fmt: skip
@@ -178,6 +223,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                     vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
 
             if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
+                # Data prepared again under the run would be scored (and trained on) silently.
+                train_set.check_unchanged()
+                val_set.check_unchanged()
                 results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
                 miou = results["point"]["mIoU"]
                 if writer is not None:
@@ -189,7 +237,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     checkpoint(BEST, step)
             if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
                 checkpoint(LAST, step)
-            if stop_signal:
+            # Every rank stops at the same step, also where the signal reached only some.
+            stopped_by = dist_utils.max_over_ranks(stop_signal[0] if stop_signal else 0, device)
+            if stopped_by:
                 checkpoint(LAST, step)
                 break
     finally:
@@ -203,11 +253,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
         save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
-    if stop_signal:
+    if step == trainer.max_steps:  # also where a signal came in the last step
+        cluster.mark_training_finished()
+    elif stopped_by:
+        cluster.pass_on_preemption(stopped_by)  # under submitit: requeued here, rank 0 exits
         # A non-zero status after saving: a scheduler or a `&&` chain must not take a stopped
         # run for a finished one.
-        raise Interrupted(stop_signal[0], (
-            f"{signal_name(stop_signal[0])}: saved {ckpt_dir / LAST} at step {step}; continue "
+        raise Interrupted(stopped_by, (
+            f"{signal_name(stopped_by)}: saved {ckpt_dir / LAST} at step {step}; continue "
             f"with trainer.resume=auto run_name={run_dir.name}"))  # fmt: skip
     return results
 

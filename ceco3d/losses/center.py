@@ -12,8 +12,8 @@ from ceco3d.losses.cross_entropy import CrossEntropyLoss
 class CeCoLoss(nn.Module):
     """``loss = voxel(logits, labels) + lambda_ * CE(center logits, present classes)``.
 
-    ``voxel`` is any per-voxel loss of ceco3d.losses (conf/loss/ceco.yaml: plain cross-entropy,
-    the paper's). The center term averages over the classes present in the batch (the
+    ``voxel`` is any per-voxel loss of ceco3d.losses (ceco3d/conf/loss/ceco.yaml: plain
+    cross-entropy, the paper's). The center term averages over the classes present in the batch (the
     ``center_logits`` rows the model's center head produced); a batch without valid voxels
     contributes 0. The parts are the voxel loss's, ``center`` and the total ``loss``.
     """

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
 from ceco3d.losses.voxel import VoxelLoss
 
 

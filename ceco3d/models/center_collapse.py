@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ceco3d.data.meta import IGNORE_INDEX
+from ceco3d.data.label_sets import IGNORE_INDEX
 
 LOG_PRIOR_EPS = 1e-12  # the release's guard: log(prior + 1e-12)
 
@@ -160,7 +160,7 @@ class CenterCollapseHead(nn.Module):
     ``prior`` (K,) is each class's share of training scenes (the release: of training images);
     it enters as ``log(prior + 1e-12)`` added to the center logits, the logit adjustment of the
     paper. A class absent from the training set thus drops out of the center softmax. The
-    defaults are the release's and ``conf/loss/ceco.yaml``'s.
+    defaults are the release's and ``ceco3d/conf/loss/ceco.yaml``'s.
     """
 
     def __init__(

@@ -3,10 +3,10 @@ use every layer of ceco3d and ``data_prep``; nothing in ceco3d but ``cli`` impor
 
 from omegaconf import DictConfig
 
-# What the bench compares: the baseline and the method (conf/loss/<name>.yaml).
+# What the bench compares: the baseline and the method (ceco3d/conf/loss/<name>.yaml).
 COMPARED_LOSSES = ("ce", "ceco")
 
 
 def backbone_name(cfg: DictConfig) -> str:
-    """The backbone's class name, for reports (conf/model/ gives it as ``backbone._target_``)."""
+    """The backbone's class name, for reports (ceco3d/conf/model/ gives ``backbone._target_``)."""
     return cfg.model.backbone._target_.rpartition(".")[2]

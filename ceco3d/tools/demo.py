@@ -16,6 +16,7 @@ JSON) and the analysis figures. Finished steps are reused when the same command 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -27,19 +28,20 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ceco3d.data.layout import MANIFEST, data_identity
 from ceco3d.device import CHILD_WARNINGS
-from ceco3d.io import save_json
+from ceco3d.io import read_json, save_json
 from ceco3d.paths import CONF_DIR
 from ceco3d.tools import backbone_name
 
 # The synthetic benchmark keeps ScanNet200's long tail (data_prep/synth/classes.py); its sizes
 # and the recipe were tuned on the CE baseline alone, for a 2-core CPU. CeCo keeps the paper's
-# settings (conf/loss/ceco.yaml, conf/model/center_head/ceco.yaml).
+# settings (ceco3d/conf/loss/ceco.yaml, ceco3d/conf/model/center_head/ceco.yaml).
 
 
 @dataclass(frozen=True)
 class Preset:
-    """The synthetic data set; the training recipe is ``conf/experiment/<experiment>.yaml``."""
+    """The synthetic data set; the training recipe is ``ceco3d/conf/experiment/<name>.yaml``."""
 
     scenes: int  # train + val
     test_scenes: int
@@ -56,8 +58,8 @@ STAT_COLUMNS = [
     ("mIoU", "mIoU"), ("head", "mIoU_head"), ("common", "mIoU_common"), ("tail", "mIoU_tail"),
     ("mAcc", "mAcc"), ("allAcc", "allAcc"),
 ]  # fmt: skip
-# The compared models: report name -> conf/loss/<name>.yaml; the baseline comes first, and the
-# seed table gives every other model's per-seed difference to it.
+# The compared models: report name -> ceco3d/conf/loss/<name>.yaml; the baseline comes first, and
+# the seed table gives every other model's per-seed difference to it.
 MODELS = {"CE": "ce", "CE-weighted": "ce_weighted", "CeCo": "ceco"}
 BASELINE = "CE"
 COLLAPSE_COLUMNS = [
@@ -142,16 +144,27 @@ def _difference_table(per_seed: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _checkpoint(out: Path, loss: str, seed: int) -> Path:
-    return out / "runs" / f"{loss}_seed{seed}" / "checkpoints" / "last.pt"
+def _model_key(data_root: Path, recipe) -> str:
+    """What makes a model besides its loss and seed: the prepared data (its identity) and the
+    training recipe. Runs are named with it, so a demo with other data never reuses a model."""
+    identity = data_identity(read_json(data_root / MANIFEST))
+    made_of = {"data": identity, "recipe": OmegaConf.to_container(recipe, resolve=False)}
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _run_name(loss: str, seed: int, key: str) -> str:
+    return f"{loss}_seed{seed}_{key}"
+
+
+def _checkpoint(out: Path, run_name: str) -> Path:
+    return out / "runs" / run_name / "checkpoints" / "last.pt"
 
 
 def _train_and_evaluate(
-    out: Path, data_root: Path, preset: Preset, loss: str, seed: int, logs: Path
+    out: Path, data_root: Path, preset: Preset, run_name: str, loss: str, seed: int, logs: Path
 ) -> dict:
     """Train one model (or reuse a finished run) and return its val summary."""
-    run_name = f"{loss}_seed{seed}"
-    ckpt = _checkpoint(out, loss, seed)
+    ckpt = _checkpoint(out, run_name)
     summary_path = out / "eval" / run_name / "summary.json"
     done = ckpt.is_file() and summary_path.is_file()
     if done and summary_path.stat().st_mtime > ckpt.stat().st_mtime:
@@ -203,18 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     _run("prep", "data_prep.prep", str(raw), str(prepared), "-j", "2",
          "--voxel-size", str(recipe.data.voxel_size), log_dir=logs)  # fmt: skip
 
+    key = _model_key(prepared, recipe)
     per_seed = {name: [] for name in MODELS}
     for seed in args.seeds:
         for name, loss in MODELS.items():
-            per_seed[name].append(_train_and_evaluate(out, prepared, preset, loss, seed, logs))
+            run_name = _run_name(loss, seed, key)
+            per_seed[name].append(
+                _train_and_evaluate(out, prepared, preset, run_name, loss, seed, logs)
+            )
 
     first = args.seeds[0]
-    ckpts = {name: _checkpoint(out, loss, first) for name, loss in MODELS.items()}
+    ckpts = {name: _checkpoint(out, _run_name(loss, first, key)) for name, loss in MODELS.items()}
     _run("analyze", "ceco3d.cli.analyze", f"ckpt=[{','.join(map(str, ckpts.values()))}]",
          f"names=[{','.join(ckpts)}]", f"out={out / 'analysis'}", log_dir=logs)  # fmt: skip
     submission = out / "submission_scannet200_test.zip"
     _run("submit", "ceco3d.cli.submit", f"ckpt={ckpts['CeCo']}", "split=test",
-         f"out={submission}", log_dir=logs)  # fmt: skip
+         f"out={submission}", "overwrite=true", log_dir=logs)  # the demo's own file # fmt: skip
     _run("submit check", "ceco3d.cli.submit", f"check={submission}", f"raw={raw}",
          "benchmark=scannet200", "split=test", log_dir=logs)  # fmt: skip
 

@@ -1,7 +1,7 @@
 """The synthetic generator's class catalogue: geometry, colour and frequency per ScanNet200 class.
 
-Each entry is a ScanNet200 class (its raw id comes from ``ceco3d.data.meta``) with the NYU40 id
-the real label table gives it, a shape, where it goes (floor, wall, ceiling or on top of
+Each entry is a ScanNet200 class (its raw id comes from ``ceco3d.data.label_sets``) with the NYU40
+id the real label table gives it, a shape, where it goes (floor, wall, ceiling or on top of
 furniture), size ranges in metres and colour statistics. ``rate`` (objects per 25 m^2 of floor)
 shapes the long tail; some classes are deliberately close in shape and colour (chair / office
 chair / stool, table / desk / dining table, box / storage bin / cabinet, pillow / cushion,
@@ -21,7 +21,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from ceco3d.data.meta import SCANNET200
+from ceco3d.data.label_sets import SCANNET200
 
 Range = tuple[float, float]
 

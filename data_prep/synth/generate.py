@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceco3d.data import raw_layout
 from ceco3d.io import atomic_write, save_text, write_mesh
 from data_prep.synth.classes import MAX_CLASSES, label_table_text, select_classes
 from data_prep.synth.scene import RawScene, generate_scene
@@ -84,7 +85,7 @@ def write_scene(
     """Write one scan in ScanNet's file layout; the mesh is stored in the raw (unaligned) frame."""
     homogeneous = np.c_[scene.xyz, np.ones(len(scene.xyz))]
     raw = (homogeneous @ np.linalg.inv(alignment).T)[:, :3]
-    write_mesh(folder / f"{name}_vh_clean_2.ply", raw.astype(np.float32), scene.rgb, scene.faces)
+    write_mesh(raw_layout.mesh_file(folder, name), raw.astype(np.float32), scene.rgb, scene.faces)
     frames = int(rng.integers(800, 5000))
     info = [
         "colorHeight = 968\ncolorWidth = 1296\ndepthHeight = 480\ndepthWidth = 640",
@@ -94,7 +95,7 @@ def write_scene(
     if labelled:
         numbers = " ".join(f"{x:.6f}" for x in alignment.reshape(-1))
         info.insert(0, f"axisAlignment = {numbers}")
-        segments_file = f"{name}_vh_clean_2.0.010000.segs.json"
+        segments_file = raw_layout.segments_file(folder, name).name
         segments = {
             "params": {"kThresh": "0.0001", "segMinVerts": "20"},
             "sceneId": name,
@@ -106,10 +107,11 @@ def write_scene(
             "segGroups": scene.groups,
             "segmentsFile": f"scannet.{segments_file}",
         }
-        for path, obj in ((segments_file, segments), (f"{name}.aggregation.json", aggregation)):
+        aggregation_file = raw_layout.aggregation_file(folder, name).name
+        for path, obj in ((segments_file, segments), (aggregation_file, aggregation)):
             with atomic_write(folder / path, "w") as f:
                 json.dump(obj, f)
-    save_text(folder / f"{name}.txt", "\n".join(info) + "\n")
+    save_text(raw_layout.info_file(folder, name), "\n".join(info) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     total = 0
     for i, name in enumerate(names):
         rng = np.random.default_rng([args.seed, 1, i])
-        labelled = i not in test
+        split = "test" if i in test else "val" if i in val else "train"
+        labelled = split != "test"
         scene = generate_scene(
             rng,
             used,
@@ -154,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             objects=i != empty,
             unknown_label=args.unknown_label and i == train[0],
         )
-        folder = args.out / ("scans" if labelled else "scans_test") / name
+        folder = raw_layout.scene_folder(args.out, split, name)
         write_scene(folder, name, scene, axis_alignment(rng), labelled, rng)
         total += len(scene.xyz)
         print(f"{name}: {len(scene.xyz)} vertices, {len(scene.groups)} objects", file=sys.stderr)
 
-    save_text(args.out / "scannetv2-labels.combined.tsv", label_table_text())
+    save_text(args.out / raw_layout.LABEL_TABLE, label_table_text())
     for split, indices in (("train", train), ("val", val), ("test", test)):
-        save_text(args.out / f"scannetv2_{split}.txt", "".join(f"{names[i]}\n" for i in indices))
+        save_text(raw_layout.split_list(args.out, split), "".join(f"{names[i]}\n" for i in indices))
     print(
         f"ceco3d-synth: {len(train)} train, {len(val)} val, {len(test)} test scenes, "
         f"{total} vertices, {len(used)} classes -> {args.out}"

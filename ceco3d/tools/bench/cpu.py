@@ -9,7 +9,7 @@ each step, and per step the user and system CPU seconds and minor page faults of
 
 ``bench_cpu`` runs that module in fresh processes, two environments alternating (order reversed
 every round): ``after`` is this environment as installed; ``before`` is the same build with the
-threading of the old one restored (README, "CPU training speed"): OpenBLAS's own pthreads
+threading of the old one restored (docs/cpu_speed.md): OpenBLAS's own pthreads
 instead of torch's OpenMP threads (the pthread build of OpenBLAS preloaded; it answers to the
 same ``libopenblas.so.0``) and libgomp's default spin of 300,000 rounds. With ``before_python``
 the ``before`` processes run that interpreter instead, e.g. of an environment with an older build.

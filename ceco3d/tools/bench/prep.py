@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ceco3d.data import layout
 from ceco3d.io import read_json
 from ceco3d.tools.bench.measure import interleaved, summary_ms
 from ceco3d.tools.bench.workspace import run_cli
@@ -32,7 +33,7 @@ def bench_prep(raw: Path, out: Path, voxel_size: float, repeats: int, warmup: in
         return lambda: run_cli(prep.main, argv)
 
     times = interleaved({jobs: run(jobs) for jobs in PREP_JOBS}, repeats, warmup)
-    manifest = read_json(prepared_root(out) / "manifest.json")
+    manifest = read_json(prepared_root(out) / layout.MANIFEST)
     vertices = sum(manifest["num_vertices"].values())
     scenes = sum(len(names) for names in manifest["splits"].values())
     results = {"scenes": scenes, "vertices": vertices, "voxel_size": voxel_size}
