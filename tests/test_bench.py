@@ -12,9 +12,12 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 pytest.importorskip("MinkowskiEngine", reason="the benchmark runs MinkowskiEngine models")
 
+from ceco3d.paths import CONF_DIR
+from ceco3d.tools.bench.long_tail import LONG_TAIL_METHODS, method_overrides, method_steps
 from ceco3d.tools.bench.workspace import (
     PRESETS,
     compose_config,
@@ -166,3 +169,22 @@ def test_training_batch_collates_the_presets_scenes(synthetic_scannet):  # noqa:
     assert (counts <= 400).all() and len(batch["labels"]) == counts.sum()
     with pytest.raises(ValueError, match="train scene"):
         training_batch(cfg, 99)
+
+
+@pytest.mark.slow
+def test_long_tail_section_times_every_loss_and_each_step_runs(synthetic_scannet):  # noqa: F811
+    timed = {name for pair in LONG_TAIL_METHODS.values() for name in pair if name}
+    assert {p.stem for p in (CONF_DIR / "loss").glob("*.yaml")} - timed == {"balanced_softmax"}
+    # ... which is the logit-adjusted loss's computation, at its default tau = 1
+    same = [OmegaConf.load(CONF_DIR / "loss" / f"{n}.yaml") for n in ("balanced_softmax",
+                                                                     "logit_adjusted")]  # fmt: skip
+    assert same[0] == same[1]
+    preset = dataclasses.replace(PRESETS["quick"], voxel_size=VOXEL_SIZE, long_tail_voxels=400)
+    root = synthetic_scannet.prepared
+    cfgs = {m: compose_config(method_overrides(root, preset, "minkunet14a", m))
+            for m in LONG_TAIL_METHODS}  # fmt: skip
+    assert cfgs["ceco + lovasz_ce"].loss.voxel.ce_weight == 1.0
+    steps, losses = method_steps(cfgs, training_batch(cfgs["ce"]), torch.device("cpu"))
+    assert steps.keys() == losses.keys() == LONG_TAIL_METHODS.keys()
+    for run in [*steps.values(), *losses.values()]:
+        run()

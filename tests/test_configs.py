@@ -18,6 +18,8 @@ from tests.fixtures import compose_config, synthetic_scannet  # noqa: F401 (fixt
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 PRIMARY_CONFIGS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+# Per-voxel losses: every loss but ceco, which adds its center term to one of them (loss.voxel).
+VOXEL_LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml") if p.stem != "ceco")
 # The mandatory (???) values of each primary config.
 REQUIRED = {
     "train": ["data.root=/data/prepared"],
@@ -152,7 +154,10 @@ def test_scannet200_ceco_is_the_paper_recipe():
     assert cfg.data.voxel_size == 0.02
     assert cfg.data.batch_size == 4  # per process: 8 processes x 4 = the paper's 32
     assert cfg.loss._target_ == "ceco3d.losses.CeCoLoss"
-    assert set(cfg.loss) == {"_target_", "lambda_", "class_weighting"}  # the loss alone
+    assert set(cfg.loss) == {"_target_", "lambda_", "voxel"}  # the loss alone
+    assert cfg.loss.lambda_ == 0.4
+    assert cfg.loss.voxel == {"_target_": "ceco3d.losses.CrossEntropyLoss",
+                              "class_weighting": "none"}  # fmt: skip
     head = cfg.model.center_head  # the release's head: per-process centers, frozen, d = 512, s = 5
     assert (head.sync_centers, head.train_projection, head.proj_dim, head.scale) == (
         False, False, 512, 5.0,
@@ -173,6 +178,26 @@ def test_scannet200_ceco_is_the_paper_recipe():
         optimizer.step()
         scheduler.step()
     assert group["lr"] == pytest.approx(0.1 * 0.5**0.9, rel=1e-6)  # half way: lr_0 (1 - 1/2)^0.9
+
+
+@pytest.mark.parametrize("center", [False, True], ids=["alone", "with_center_term"])
+@pytest.mark.parametrize("voxel", VOXEL_LOSSES)
+def test_each_voxel_loss_alone_and_with_ceco_trains_a_step(voxel, center, synthetic_scannet):  # noqa: F811
+    chosen = ["loss=ceco", f"loss@loss.voxel={voxel}"] if center else [f"loss={voxel}"]
+    cfg = compose_config("train", [f"data.root={synthetic_scannet.prepared}", "model=minkunet14a",
+                                   *chosen])  # fmt: skip
+    assert cfg.loss.get("voxel", cfg.loss) == OmegaConf.load(CONF_DIR / "loss" / f"{voxel}.yaml")
+    train_set = build_dataset(cfg, "train", training=True)
+    torch.manual_seed(0)
+    model, loss_fn = build_model(cfg, train_set), build_loss(cfg, train_set)
+    assert isinstance(loss_fn, CeCoLoss) == center == (model.center_head is not None)
+    optimizer = instantiate(cfg.optim)(params=[p for p in model.parameters() if p.requires_grad])
+    before = [p.detach().clone() for p in model.parameters()]
+    parts = forward_and_loss(model, loss_fn, cfg.data.num_classes, train_set.num_channels)
+    assert all(torch.isfinite(v) for v in parts.values()) and ("center" in parts) == center
+    parts["loss"].backward()
+    optimizer.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("name", PRIMARY_CONFIGS)

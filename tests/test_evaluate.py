@@ -13,11 +13,13 @@ from omegaconf import OmegaConf
 from ceco3d.cli.analyze import run as run_analyze
 from ceco3d.cli.evaluate import run as run_eval
 from ceco3d.data.transforms import TTAView, tta_views
-from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.engine.checkpoint import TRAIN_VOXEL_COUNTS, load_checkpoint
 from ceco3d.engine.config_checks import check_resumable
-from ceco3d.engine.inference import load_for_inference, view_datasets
+from ceco3d.engine.inference import forward_sample, load_for_inference, view_datasets
 from ceco3d.engine.train import train
+from ceco3d.errors import UsageError
 from ceco3d.io import read_mesh
+from ceco3d.losses import log_class_prior
 from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -69,6 +71,7 @@ def test_checkpoint_of_the_old_config_layout_evaluates_and_resumes(checkpoints, 
     model_cfg["backbone"] = backbone["_target_"].rpartition(".")[2].lower()
     model_cfg["bn_momentum"] = backbone["bn_momentum"]
     loss_cfg["center_head"] = head
+    loss_cfg["class_weighting"] = loss_cfg.pop("voxel")["class_weighting"]  # CE + center term
     old = tmp_path / "old.pt"
     torch.save(ckpt, old)
     model, cfg = load_for_inference(old)
@@ -115,6 +118,36 @@ def test_eval_with_tta_and_exports(checkpoints, synthetic_scannet, tmp_path):  #
     np.testing.assert_array_equal(faces, raw_faces)
     assert (out / "ply" / f"{scene}_error.ply").is_file()
     assert (out / "preview" / f"{scene}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_with_posthoc_adjustment_predicts_the_adjusted_argmax(checkpoints, tmp_path):
+    ckpt = checkpoints["ce"]
+    run_eval(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'plain'}"]))
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["posthoc"] == {"tau": 0.0}
+    run_eval(compose_config("eval", [f"ckpt={ckpt}", f"out={tmp_path / 'la'}", "posthoc_tau=0.5"]))
+    summary = json.loads((tmp_path / "la" / "summary.json").read_text())
+    assert summary["posthoc"]["tau"] == 0.5
+    assert summary["posthoc"]["prior"] == "training voxel counts kept in the checkpoint"
+
+    model, cfg = load_for_inference(ckpt)
+    adjusted, _ = load_for_inference(ckpt, posthoc_tau=0.5)
+    sample = view_datasets(cfg, "val", [])[0][0]
+    z = forward_sample(model, sample, torch.device("cpu"))["logits"]
+    log_pi = log_class_prior(load_checkpoint(ckpt)[TRAIN_VOXEL_COUNTS]).float()
+    expected = z - 0.5 * log_pi
+    got = forward_sample(adjusted, sample, torch.device("cpu"))["logits"]
+    torch.testing.assert_close(got, expected)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+
+    # A checkpoint from before the counts were kept: the manifest's, said so.
+    old = torch.load(ckpt, map_location="cpu", weights_only=False)
+    del old[TRAIN_VOXEL_COUNTS]
+    torch.save(old, tmp_path / "old.pt")
+    from_manifest, old_cfg = load_for_inference(tmp_path / "old.pt", posthoc_tau=0.5)
+    assert old_cfg.posthoc.prior == f"training voxel counts of the manifest in {cfg.data.root}"
+    assert torch.equal(from_manifest.backbone.final.bias, adjusted.backbone.final.bias)
+    with pytest.raises(UsageError, match=r"posthoc_tau='x': expected a number"):
+        load_for_inference(ckpt, posthoc_tau="x")
 
 
 def test_summary_counts_the_scenes_scored_not_max_scenes(checkpoints, synthetic_scannet, tmp_path):  # noqa: F811

@@ -91,7 +91,8 @@ def test_old_checkpoint_configs_are_upgraded():
         "center_head": {"_target_": "ceco3d.models.center_collapse.CenterCollapseHead",
                         "proj_dim": 64, "seed": 3},
     }  # fmt: skip
-    assert new["loss"] == {"_target_": "ceco3d.losses.CeCoLoss", "lambda_": 0.4}
+    assert new["loss"] == {"_target_": "ceco3d.losses.CeCoLoss", "lambda_": 0.4, "voxel": {
+        "_target_": "ceco3d.losses.CrossEntropyLoss", "class_weighting": "none"}}  # fmt: skip
     assert upgrade_config(new, Path("new.pt")) == new  # today's layout is left as it is
     with pytest.raises(InputError, match=r"old.pt: model.backbone='minkunet99' is not a backbone"):
         upgrade_config({"model": {"backbone": "minkunet99"}}, Path("old.pt"))

@@ -132,6 +132,19 @@ def test_mesh_areas_add_up_to_the_surface(checkpoint, scans, tmp_path):
     assert sum(row["area_m2"] for row in summary["classes"]) == pytest.approx(area, rel=1e-3)
 
 
+def test_posthoc_adjustment_is_applied_and_recorded(checkpoint, scans, tmp_path):
+    plain = predict(checkpoint, scans["ply"], tmp_path / "plain")
+    adjusted = predict(checkpoint, scans["ply"], tmp_path / "adjusted", "posthoc_tau=1.0")
+    settings = [json.loads((out / "room_mesh_classes.json").read_text())["posthoc"]
+                for out in (plain, adjusted)]  # fmt: skip
+    assert settings == [
+        {"tau": 0.0},
+        {"tau": 1.0, "prior": "training voxel counts kept in the checkpoint"},
+    ]
+    model, cfg = load_for_inference(checkpoint, posthoc_tau=1.0)
+    assert cfg.posthoc.tau == 1.0 and model.backbone.final.bias.abs().sum() > 0
+
+
 def test_points_predict_like_evaluation(checkpoint, synthetic_scannet):  # noqa: F811
     """A prepared scene fed as points gets the per-vertex predictions evaluation makes, with and
     without test-time augmentation."""

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from ceco3d.analysis.tb_logs import read_scalars
-from ceco3d.engine.checkpoint import load_checkpoint
+from ceco3d.engine.build import build_dataset
+from ceco3d.engine.checkpoint import LOSS_STATE, TRAIN_VOXEL_COUNTS, load_checkpoint
 from ceco3d.engine.inference import load_for_inference
 from ceco3d.engine.train import train
 from ceco3d.errors import NonFiniteLossError
@@ -109,6 +110,9 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
     assert ckpt["package_versions"]["torch"] == torch.__version__
     assert isinstance(ckpt["git_revision"], str) and ckpt["git_revision"]
     assert any(k.startswith("center_head.") for k in ckpt["model"]) == (loss == "ceco")
+    counts = build_dataset(cfg, "train", training=True).train_class_counts("voxel_counts")
+    assert ckpt[TRAIN_VOXEL_COUNTS] == counts.tolist()  # the post-hoc adjustment's prior
+    assert list(ckpt[LOSS_STATE]) == {"ce_weighted": ["weight"]}.get(loss, [])
 
     assert results["point"]["mIoU"] is not None  # validated at step 2
     assert (run_dir / "checkpoints" / "best.pt").is_file()
@@ -118,11 +122,18 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_scannet, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("voxel", ["ce", "seesaw"])  # seesaw: class counts kept in the loss
+def test_resume_is_bit_identical_to_an_uninterrupted_run(
+    voxel,
+    synthetic_scannet,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     # 5 train scenes in batches of 2 make 2 steps per epoch, so step 3 is mid-epoch; the default
     # augmentation, the crop to max_voxels and the center head's dropout all draw random numbers.
     n = 3
-    settings = ("loss=ceco", f"trainer.max_steps={2 * n}", f"trainer.ckpt_every={n}")
+    settings = ("loss=ceco", f"loss@loss.voxel={voxel}", f"trainer.max_steps={2 * n}",
+                f"trainer.ckpt_every={n}")  # fmt: skip
     run(tiny_train_config(synthetic_scannet.prepared, tmp_path, "uninterrupted", *settings))
 
     class Crash(Exception):
@@ -151,6 +162,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_scannet, tmp_
         momentum, {k: v["momentum_buffer"] for k, v in resumed["optimizer"]["state"].items()}
     )
     assert losses_logged(tmp_path, "resumed") == losses_logged(tmp_path, "uninterrupted")
+    assert_bit_identical(expected[LOSS_STATE], resumed[LOSS_STATE])
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(

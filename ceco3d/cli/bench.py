@@ -10,6 +10,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench --only predict   # ceco3d-predict on 1M and 5M points alone: about a minute
     ceco3d-bench --only ceco      # CeCo's cost alone: training step and memory, both models
     ceco3d-bench --only cpu       # CPU training speed, old threading vs this build: ~8 minutes
+    ceco3d-bench --only long_tail # each long-tail loss's step time and memory against CE
     ceco3d-bench --only cpu --before OLD_ENV/bin/python   # ... vs another environment
     ceco3d-bench --device cuda --preset gpu   # a batch of 4 scenes x ~100k voxels
 """
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         choices=sorted(SECTION_GROUPS),
         help="these sections alone: predict; ceco (training step and "
-        "memory); model (those and inference); cpu (CPU training speed)",
+        "memory); model (those and inference); cpu (CPU training speed); long_tail (every "
+        "long-tail loss against CE, not part of a whole run)",
     )
     parser.add_argument("--before", metavar="PYTHON",
                         help="CPU speed: run the 'before' processes with this interpreter (of "

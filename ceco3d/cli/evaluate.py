@@ -39,6 +39,7 @@ def run(cfg: DictConfig) -> dict:
         checkpoint_record,
         data_overrides,
         inference_model,
+        posthoc_setting,
         read_for_inference,
         view_datasets,
     )
@@ -59,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_type == "cuda" else "cpu")
     overrides = data_overrides(cfg)
     ckpt = read_for_inference(cfg.ckpt)
-    model, train_cfg = inference_model(ckpt, cfg.ckpt, overrides, device=str(device))
+    model, train_cfg = inference_model(ckpt, cfg.ckpt, overrides, str(device), cfg.posthoc_tau)
     record = checkpoint_record(ckpt, cfg.ckpt)
     del ckpt  # the model holds the weights now
     views = tta_views(cfg.tta.rotations, cfg.tta.flips, cfg.tta.scales) if cfg.tta.enabled else []
@@ -102,6 +103,7 @@ def run(cfg: DictConfig) -> dict:
             **record,
             "split": cfg.split,
             "num_scenes": results["num_scenes"],
+            "posthoc": posthoc_setting(train_cfg),
         }
         if "tta" in results:
             summary["tta"] = {**results["tta"], "views": len(datasets)}

@@ -71,4 +71,10 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
 
 
 def build_loss(cfg: DictConfig, train_set: ScanNetDataset):
-    return instantiate(cfg.loss, class_counts=train_set.train_class_counts("voxel_counts"))
+    """The loss, given the training voxel counts (class weights and priors come from them). A
+    loss with a ``voxel`` node (ceco3d/conf/loss/ceco.yaml) adds a term to that per-voxel loss,
+    which is the one that takes the counts."""
+    counts = train_set.train_class_counts("voxel_counts")
+    if "voxel" in cfg.loss:
+        return instantiate(cfg.loss, voxel={"class_counts": counts})
+    return instantiate(cfg.loss, class_counts=counts)

@@ -28,6 +28,11 @@ CHECKPOINT_VERSION = 2
 # Version 1 kept numpy's RNG state as a numpy array, which only an unrestricted (code-running)
 # unpickler reads; ``python -m ceco3d.cli.convert_checkpoint`` rewrites such a file.
 CONVERT_COMMAND = "python -m ceco3d.cli.convert_checkpoint"
+# Beside the weights: the loss's state (buffers that change in training, e.g. the seesaw loss's
+# class counts) and the training set's voxels per class (the class prior of post-hoc logit
+# adjustment). Checkpoints written before either existed lack the key.
+LOSS_STATE = "loss_state"
+TRAIN_VOXEL_COUNTS = "train_voxel_counts"
 
 
 def git_revision() -> str:
@@ -197,7 +202,9 @@ def upgrade_config(config: dict, path: Path) -> dict:
     """A checkpoint's config in today's layout. Older checkpoints name the backbone
     (``model.backbone: minkunet34c`` beside ``model.bn_momentum``) where ceco3d/conf/model/ now
     gives its ``_target_``, and keep the center head's settings in ``loss.center_head`` where they
-    now are ``model.center_head``; nor do they have ``data.revoxelize``."""
+    now are ``model.center_head``; nor do they have ``data.revoxelize``. Their CeCo loss was CE +
+    center term, with the CE's ``class_weighting`` beside ``lambda_``, where the CE is now
+    ``loss.voxel``."""
     model, loss = dict(config.get("model") or {}), dict(config.get("loss") or {})
     if isinstance(model.get("backbone"), str):
         from ceco3d.models.minkunet import BACKBONES
@@ -217,6 +224,9 @@ def upgrade_config(config: dict, path: Path) -> dict:
 
         target = f"{CenterCollapseHead.__module__}.{CenterCollapseHead.__name__}"
         model["center_head"] = {"_target_": target, **loss.pop("center_head")}
+    if loss.get("_target_") == "ceco3d.losses.CeCoLoss" and "voxel" not in loss:
+        weighting = loss.pop("class_weighting", "none")
+        loss["voxel"] = {"_target_": "ceco3d.losses.CrossEntropyLoss", "class_weighting": weighting}
     # Before data.revoxelize, evaluation required the prepared voxel size (as it does now).
     data = {"revoxelize": False, **(config.get("data") or {})}
     return {**config, "data": data, "model": model, "loss": loss}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hydra.utils import get_class
@@ -68,6 +69,15 @@ def check_data(cfg: DictConfig) -> None:
         raise UsageError(
             f"data.voxel_size={size!r}: expected metres > 0 (e.g. 0.02), or null for the "
             "prepared data's"
+        )
+
+
+def check_posthoc_tau(tau: object) -> None:
+    """``posthoc_tau`` of ceco3d-eval and ceco3d-predict is a finite number."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau):
+        raise UsageError(
+            f"posthoc_tau={tau!r}: expected a number, 0 for no post-hoc logit adjustment or "
+            "e.g. posthoc_tau=1.0 for argmax(z - log pi)"
         )
 
 

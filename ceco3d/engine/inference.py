@@ -17,10 +17,11 @@ from ceco3d.data.dataset import ScanNetDataset, point_features, voxel_mean
 from ceco3d.data.transforms import TTAView
 from ceco3d.data.voxelize import voxelize
 from ceco3d.engine.build import build_dataset, build_model
-from ceco3d.engine.checkpoint import load_checkpoint
-from ceco3d.engine.config_checks import check_data, check_weights_fit
+from ceco3d.engine.checkpoint import TRAIN_VOXEL_COUNTS, load_checkpoint
+from ceco3d.engine.config_checks import check_data, check_posthoc_tau, check_weights_fit
 from ceco3d.engine.published_weights import read_published
 from ceco3d.errors import InputError
+from ceco3d.losses import log_class_prior
 from ceco3d.models.segmentor import CENTER_HEAD_PREFIX, Segmentor, sparse_input
 
 log = logging.getLogger("ceco3d.inference")
@@ -49,11 +50,15 @@ def data_overrides(cfg: DictConfig) -> list[str]:
 
 
 def load_for_inference(
-    ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
-) -> tuple[Segmentor, DictConfig]:
+    ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu",
+    posthoc_tau: float = 0.0,
+) -> tuple[Segmentor, DictConfig]:  # fmt: skip
     """The plain (inference) model of a checkpoint and its config with ``overrides`` applied
-    (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built."""
-    return inference_model(read_for_inference(ckpt_path), ckpt_path, overrides, device)
+    (e.g. ``data.root=/elsewhere``); the center-collapse branch is not built. A non-zero
+    ``posthoc_tau`` adjusts the model's logits post hoc (``adjust_logits_posthoc``) and records
+    ``posthoc: {tau, prior}`` in the returned config, ``prior`` saying where the class counts
+    came from."""
+    return inference_model(read_for_inference(ckpt_path), ckpt_path, overrides, device, posthoc_tau)
 
 
 def read_for_inference(ckpt_path: str | Path) -> dict:
@@ -67,9 +72,11 @@ def read_for_inference(ckpt_path: str | Path) -> dict:
 
 
 def inference_model(
-    ckpt: dict, ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu"
-) -> tuple[Segmentor, DictConfig]:
+    ckpt: dict, ckpt_path: str | Path, overrides: list[str] = (), device: str = "cpu",
+    posthoc_tau: float = 0.0,
+) -> tuple[Segmentor, DictConfig]:  # fmt: skip
     """``load_for_inference`` of a checkpoint read already (``read_for_inference``)."""
+    check_posthoc_tau(posthoc_tau)
     _check_inference_metadata(ckpt_path, ckpt)
     cfg = OmegaConf.create(ckpt["config"])
     cfg.merge_with_dotlist(list(overrides))
@@ -78,6 +85,10 @@ def inference_model(
     model = build_model(cfg)
     weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(CENTER_HEAD_PREFIX)}
     model.load_state_dict(weights)
+    if posthoc_tau:
+        counts, source = _training_voxel_counts(ckpt, cfg, Path(ckpt_path))
+        adjust_logits_posthoc(model, counts, posthoc_tau)
+        cfg.posthoc = {"tau": float(posthoc_tau), "prior": source}
     return model.to(device).eval(), cfg
 
 
@@ -85,6 +96,40 @@ def checkpoint_record(ckpt: dict, ckpt_path: str | Path) -> dict:
     """What a result records of the checkpoint it came from: path, checksum, training step."""
     return {"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_checksum":
             ckpt.get("checksum"), "checkpoint_step": ckpt.get("step")}  # fmt: skip
+
+
+def posthoc_setting(cfg: DictConfig) -> dict:
+    """What ``load_for_inference`` recorded of its post-hoc adjustment: ``{"tau", "prior"}``,
+    or ``{"tau": 0.0}`` for none (the config it returned)."""
+    return OmegaConf.to_container(cfg.posthoc) if "posthoc" in cfg else {"tau": 0.0}
+
+
+def _training_voxel_counts(ckpt: dict, cfg: DictConfig, path: Path) -> tuple[np.ndarray, str]:
+    """The training voxels per class: the checkpoint's own copy, or, for checkpoints written
+    before they kept one, the prepared data's manifest at ``data.root``."""
+    if TRAIN_VOXEL_COUNTS in ckpt:
+        return np.asarray(ckpt[TRAIN_VOXEL_COUNTS]), "training voxel counts kept in the checkpoint"
+    try:
+        counts = build_dataset(cfg, "train", training=False).train_class_counts("voxel_counts")
+    except InputError as e:
+        raise InputError(
+            f"{path}: post-hoc logit adjustment needs the training class counts, which this "
+            f"checkpoint predates, and the prepared data does not give them ({e}); point "
+            "data.root at the data it was trained on, or retrain"
+        ) from None
+    return counts, f"training voxel counts of the manifest in {cfg.data.root}"
+
+
+def adjust_logits_posthoc(model: Segmentor, class_counts, tau: float) -> None:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021, "Long-Tail Learning via Logit
+    Adjustment"): from now on ``model``'s logits are ``z - tau log pi``, ``pi`` the training
+    voxel frequency (``ceco3d.losses.log_class_prior``), so every prediction is
+    ``argmax_k (z_k - tau log pi_k)``; with test-time augmentation the views' sum is shifted by
+    the number of views times as much, which gives the adjusted mean's argmax. The shift is
+    folded into the bias of the classifier (the final 1x1 convolution)."""
+    bias = model.backbone.final.bias
+    with torch.no_grad():
+        bias -= (float(tau) * log_class_prior(class_counts)).to(bias)
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from ceco3d.data.scan import (
     scan_normals,
 )
 from ceco3d.data.transforms import TTAView, tta_views
-from ceco3d.engine.inference import load_for_inference, predict_points
+from ceco3d.engine.inference import load_for_inference, posthoc_setting, predict_points
 from ceco3d.errors import InputError
 from ceco3d.io import atomic_folder, temporaries
 from ceco3d.scan_export import write_scan_outputs
@@ -49,6 +49,7 @@ class Predictor:
     views: list[TTAView]
     normal_radius: float
     normal_max_nn: int
+    posthoc: dict  # post-hoc logit adjustment: {tau} or {tau, prior}
 
     def __call__(self, scan: Scan) -> tuple[np.ndarray, np.ndarray]:
         """(N,) class index and (N,) voxel of every kept point of ``scan``."""
@@ -64,7 +65,7 @@ class Predictor:
 
 
 def load_predictor(cfg: DictConfig, device: str) -> Predictor:
-    model, train_cfg = load_for_inference(cfg.ckpt, device=device)
+    model, train_cfg = load_for_inference(cfg.ckpt, device=device, posthoc_tau=cfg.posthoc_tau)
     tta = cfg.tta
     return Predictor(
         model=model,
@@ -74,6 +75,7 @@ def load_predictor(cfg: DictConfig, device: str) -> Predictor:
         views=tta_views(tta.rotations, tta.flips, tta.scales) if tta.enabled else [TTAView()],
         normal_radius=float(cfg.normals.radius),
         normal_max_nn=int(cfg.normals.max_nn),
+        posthoc=posthoc_setting(train_cfg),
     )
 
 
@@ -109,7 +111,8 @@ def segment_scans(cfg: DictConfig, device: str = "cpu") -> Path:
                 classes, voxel = predictor(scan)
                 settings = {"checkpoint": str(Path(cfg.ckpt).resolve()), "units": cfg.units,
                             "up": cfg.up, "features": predictor.features,
-                            "tta_views": len(predictor.views)}  # fmt: skip
+                            "tta_views": len(predictor.views),
+                            "posthoc": predictor.posthoc}  # fmt: skip
                 write_scan_outputs(partial, scan, classes, voxel, predictor.label_set,
                                    predictor.voxel_size, settings)  # fmt: skip
             except OSError:

@@ -27,7 +27,14 @@ from ceco3d.engine.build import (
     fill_voxel_size,
     require_scenes,
 )
-from ceco3d.engine.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from ceco3d.engine.checkpoint import (
+    LOSS_STATE,
+    TRAIN_VOXEL_COUNTS,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.evaluate import evaluate
 from ceco3d.engine.published_weights import init_weights
@@ -116,6 +123,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_step, best_miou = ckpt["step"], ckpt["best_miou"]
+        if LOSS_STATE in ckpt:  # e.g. the seesaw loss's class counts; older checkpoints lack it
+            loss_fn.load_state_dict(ckpt[LOSS_STATE])
         saved_steps = ckpt["config"]["trainer"]["max_steps"]
         if saved_steps != trainer.max_steps and dist_info.is_main:
             log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
@@ -139,6 +148,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
+    voxel_counts = train_set.train_class_counts("voxel_counts").tolist()
 
     def checkpoint(name: str, step: int) -> None:
         # Every rank's RNG states: the center head's dropout draws as many numbers as a rank's
@@ -155,6 +165,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 config=resolved_cfg,
                 rank_rng_states=rank_rng_states,
                 data_identity=train_set.identity,
+                **{LOSS_STATE: loss_fn.state_dict(), TRAIN_VOXEL_COUNTS: voxel_counts},
             )
 
     stop_signal: list[int] = []

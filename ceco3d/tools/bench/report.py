@@ -228,6 +228,32 @@ def _cpu_speed(r: dict) -> list[str]:
 
 
 # Section key -> its part of the report, in the report's order.
+def _long_tail(r: dict) -> list[str]:
+    rows = [
+        [name, " ".join(f"`{o}`" for o in m["overrides"]), *_ms(m["step"]),
+         f"**{m['ratio']:.3f}** ({m['paired_ratio']:.3f})", f"{m['cpu_ratio']:.3f}",
+         f"{m['loss']['median_ms']:,.1f}", f"{m['loss_pct_of_ce_step']:.1f} %",
+         f"{m['memory']['step_mib']:,.0f}", f"**{m['memory_ratio']:.3f}**"]
+        for name, m in r["methods"].items()
+    ]  # fmt: skip
+    header = ["method", "overrides", "step ms", "min", "max", "step / CE (paired)",
+              "CPU / CE", "loss ms", "loss / CE step", "step MiB", "MiB / CE"]  # fmt: skip
+    return [
+        "",
+        "## 9. Long-tail losses against cross-entropy",
+        "",
+        f"{r['model']}, {r['num_classes']} classes, one batch of {r['voxels']:,} voxels; forward "
+        "+ backward + SGD step, every method in turn (order reversed every round), "
+        f"{r['repeats']} timed rounds after {r['warmup']} warm-up round(s); step / CE: of the "
+        "median wall times (median of per-round ratios beside), CPU / CE: of the process's CPU "
+        "times. Loss ms: the loss alone (forward + backward on the step's logits, with the "
+        "center branch for CeCo), its share of the CE step. Step MiB: peak resident memory of "
+        "one step over the built model, one fresh process per method.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 RENDERERS = {
     "training_step": lambda results: _training(results["training_step"], results["settings"]),
     "inference": lambda results: _inference(results["inference"]),
@@ -237,6 +263,7 @@ RENDERERS = {
     "memory": lambda results: _memory(results["memory"]),
     "predict": lambda results: _predict(results["predict"]),
     "cpu_speed": lambda results: _cpu_speed(results["cpu_speed"]),
+    "long_tail": lambda results: _long_tail(results["long_tail"]),
 }
 
 

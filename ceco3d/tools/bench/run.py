@@ -15,6 +15,7 @@ import torch
 from ceco3d.tools import COMPARED_LOSSES
 from ceco3d.tools.bench.cpu import bench_cpu
 from ceco3d.tools.bench.data import bench_evaluation, bench_loader
+from ceco3d.tools.bench.long_tail import bench_long_tail
 from ceco3d.tools.bench.measure import describe_machine, stopwatch
 from ceco3d.tools.bench.memory import bench_memory
 from ceco3d.tools.bench.predict import bench_predict
@@ -73,8 +74,8 @@ def _model_sections(
     preset: Preset, device: torch.device, work: Path, sections: tuple[str, ...], results: dict,
     wall: dict, before_python: str | None,
 ) -> None:  # fmt: skip
-    """Sections 1-6 and 8, on synthetic scenes prepared here (timed as section 4 when asked
-    for)."""
+    """Sections 1-6, 8 and 9, on synthetic scenes prepared here (timed as section 4 when
+    asked for)."""
     repeats, warmup = preset.repeats, preset.warmup
     _say(f"synthesizing {preset.scenes} scenes, vertex spacing {preset.vertex_spacing} m")
     with stopwatch(wall, "synthesis"):
@@ -128,6 +129,10 @@ def _model_sections(
             _say(f"6. memory: {model}, {sizes} voxels, fresh processes")
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
+    if "long_tail" in sections:
+        _say(f"9. long-tail losses against CE: {first}, {preset.long_tail_voxels:,} voxels")
+        with stopwatch(wall, "long_tail"):
+            results["long_tail"] = bench_long_tail(root, preset, work, device)
     if "cpu_speed" in sections:
         _say("8. CPU training speed: whole processes, threading before vs after")
         with stopwatch(wall, "cpu_speed"):

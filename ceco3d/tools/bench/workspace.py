@@ -42,6 +42,7 @@ class Preset:
     cpu_cases: tuple[tuple[int, int], ...] = ()
     cpu_demo_steps: int = 0
     cpu_rounds: int = 0
+    long_tail_voxels: int = 20_000  # the crop of the long-tail methods' cost (--only long_tail)
 
 
 PRESETS = {
@@ -63,7 +64,7 @@ PRESETS = {
         models=("minkunet14a",), scenes=2, vertex_spacing=0.08, voxel_size=0.02,
         train_voxels=8_000, batch_scenes=1, memory_voxels=(2_000, 4_000, 8_000),
         memory_losses=("ce",), loader_batches=2, predict_points=(20_000,), repeats=2, warmup=1,
-        cpu_cases=((8_000, 1),), cpu_rounds=1,
+        cpu_cases=((8_000, 1),), cpu_rounds=1, long_tail_voxels=4_000,
     ),
 }  # fmt: skip
 SYNTH_CLASSES = 40
