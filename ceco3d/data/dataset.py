@@ -226,7 +226,9 @@ class ScanNetDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def _load(self, scene: str, name: str) -> np.ndarray:
+    def load_array(self, scene: str, name: str) -> np.ndarray:
+        """One prepared array of ``scene`` (``coord``, ``voxel_inverse``, ...), checked against
+        the shape and dtype its meta.json records."""
         path = self.root / self.split / scene / f"{name}.npy"
         try:
             array = np.load(path)
@@ -241,16 +243,16 @@ class ScanNetDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         scene = self.scenes[index]
-        points = {"coord": self._load(scene, "coord").astype(np.float32)}
-        points["color"] = self._load(scene, "color").astype(np.float32)
+        points = {"coord": self.load_array(scene, "coord").astype(np.float32)}
+        points["color"] = self.load_array(scene, "color").astype(np.float32)
         if self.features != "color":
-            points["normal"] = self._load(scene, "normal").astype(np.float32)
-        point_label = self._load(scene, self._segment).astype(np.int64)
+            points["normal"] = self.load_array(scene, "normal").astype(np.float32)
+        point_label = self.load_array(scene, self._segment).astype(np.int64)
         if self.augment is not None or self.crop is not None or self.revoxelize:
             return self._fresh_sample(scene, index, points, point_label)
-        grid = self._load(scene, "voxel_coord").astype(np.int32)
-        inverse = self._load(scene, "voxel_inverse").astype(np.int64)
-        label = self._load(scene, f"voxel_{self._segment}").astype(np.int64)
+        grid = self.load_array(scene, "voxel_coord").astype(np.int32)
+        inverse = self.load_array(scene, "voxel_inverse").astype(np.int64)
+        label = self.load_array(scene, f"voxel_{self._segment}").astype(np.int64)
         return self._sample(scene, grid, inverse, label, points, point_label)
 
     def _fresh_sample(self, scene: str, index: int, points: dict, point_label: np.ndarray) -> dict:
