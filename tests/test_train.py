@@ -117,11 +117,22 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_scannet, tmp_path, monkeypatch):  # noqa: F811
-    # 5 train scenes in batches of 2 make 2 steps per epoch, so step 3 is mid-epoch; the default
-    # augmentation, the crop to max_voxels and the center head's dropout all draw random numbers.
+@pytest.mark.parametrize(
+    "sampling",
+    [(), ("sampler=repeat_factor", "sampler.repeat_threshold=0.5", "paste=tail")],
+    ids=["uniform", "repeat_factor_and_paste"],
+)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(
+    sampling,
+    synthetic_scannet,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    # 5 train scenes in batches of 2 make 2 steps per epoch, so step 3 is mid-epoch (with repeat
+    # factors, epochs of varying length); the default augmentation, the crop to max_voxels, the
+    # pasted instances and the center head's dropout all draw random numbers.
     n = 3
-    settings = ("loss=ceco", f"trainer.max_steps={2 * n}", f"trainer.ckpt_every={n}")
+    settings = ("loss=ceco", f"trainer.max_steps={2 * n}", f"trainer.ckpt_every={n}", *sampling)
     run(tiny_train_config(synthetic_scannet.prepared, tmp_path, "uninterrupted", *settings))
 
     class Crash(Exception):

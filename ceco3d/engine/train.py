@@ -20,7 +20,13 @@ from ceco3d.collapse import COLLAPSE_TAGS
 from ceco3d.data.sampler import build_train_loader
 from ceco3d.device import resolve_device
 from ceco3d.engine import distributed as dist_utils
-from ceco3d.engine.build import build_dataset, build_loss, build_model, fill_voxel_size
+from ceco3d.engine.build import (
+    build_dataset,
+    build_loss,
+    build_model,
+    fill_voxel_size,
+    scene_repeat_factors,
+)
 from ceco3d.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from ceco3d.engine.config_checks import check_resumable, check_training
 from ceco3d.engine.errors import NonFiniteLossError
@@ -90,7 +96,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         )
     loader = build_train_loader(
         train_set, cfg.data.batch_size, trainer.max_steps, cfg.seed, cfg.data.num_workers,
-        dist_info.rank, dist_info.world_size, start_step,
+        dist_info.rank, dist_info.world_size, start_step, scene_repeat_factors(cfg, train_set),
     )  # fmt: skip
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
