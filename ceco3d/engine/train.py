@@ -197,6 +197,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     if dist_info.is_main and results:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
+        summary["step"] = step  # of the last validation: max_steps unless stopped early
         save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
     if stop_signal:
