@@ -48,11 +48,24 @@ class PasteSettings:
     group: str = "tail"  # the classes pasted: ScanNet200's tail third
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Instance:
     scene: int  # index into the dataset's scenes
     instance: int  # id in the scene's instance array
-    label: int  # majority class of its vertices
+    label: int  # majority class of its labelled vertices
+    rows: np.ndarray  # its vertices in the scene's per-vertex arrays
+
+
+def majority_label_per_instance(ids: np.ndarray, labels: np.ndarray, num_classes: int):
+    """``(instance id, majority label)`` of every instance with a labelled vertex (ties: the
+    smaller label)."""
+    keep = (ids >= 0) & (labels >= 0)
+    pairs, counts = np.unique(ids[keep].astype(np.int64) * num_classes + labels[keep],
+                              return_counts=True)  # fmt: skip
+    instance, label = np.divmod(pairs, num_classes)
+    order = np.lexsort((label, -counts, instance))  # per instance: most votes, smaller label
+    first = order[np.r_[True, instance[order][1:] != instance[order][:-1]]]
+    return [(int(i), int(k)) for i, k in zip(instance[first], label[first], strict=True)]
 
 
 class TailInstancePaster:
@@ -70,14 +83,13 @@ class TailInstancePaster:
         settings: PasteSettings,
     ):
         self.load, self.label_key, self.settings = load, label_key, settings
-        wanted = set(np.flatnonzero(classes).tolist())
         self.bank: dict[int, list[Instance]] = {}
         for scene in range(num_scenes):
             ids, labels = load(scene, INSTANCE), load(scene, label_key)
-            for instance in np.unique(ids[ids >= 0]):
-                values = labels[(ids == instance) & (labels >= 0)]
-                if len(values) and (label := int(np.bincount(values).argmax())) in wanted:
-                    self.bank.setdefault(label, []).append(Instance(scene, int(instance), label))
+            for instance, label in majority_label_per_instance(ids, labels, len(classes)):
+                if classes[label]:
+                    rows = np.flatnonzero(ids == instance)
+                    self.bank.setdefault(label, []).append(Instance(scene, instance, label, rows))
 
     def draw(self, scene: int, rng: np.random.Generator) -> list[Instance]:
         """The instances to paste into training scene ``scene`` (none from itself)."""
@@ -96,7 +108,7 @@ class TailInstancePaster:
 
     def points_of(self, instance: Instance, keys) -> dict[str, np.ndarray]:
         """The instance's points: the arrays ``keys`` of its scene, and ``label``."""
-        rows = self.load(instance.scene, INSTANCE) == instance.instance
+        rows = instance.rows
         points = {key: self.load(instance.scene, key)[rows].astype(np.float32) for key in keys}
         points["label"] = self.load(instance.scene, self.label_key)[rows].astype(np.int64)
         return points
