@@ -39,6 +39,12 @@ def test_each_method_file_entry_composes_as_its_overrides(tmp_path):
     assert compose_config("train", [*base, *methods["custom"]]).loss.lambda_ == 0.2
 
 
+def test_overrides_the_grid_sets_itself_are_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"\['seed'\].*--seeds"):
+        run_grid(tmp_path, tmp_path / "out", ["ce"], [0], ["experiment=demo", "seed=3"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_malformed_methods_file_is_refused(tmp_path):
     path = tmp_path / "methods.yaml"
     path.write_text("ce: []\nbad name: [loss=ceco]\nceco: loss=ceco\n")

@@ -47,6 +47,8 @@ COLUMNS = [
 ]  # fmt: skip
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RECORD = "grid_record.json"  # what the runs in OUT/runs were made with
+GRID_KEYS = {"seed", "data.root", "runs_root", "run_name", "trainer.resume", "hydra.sweep.dir",
+             "hydra.sweep.subdir", "hydra.searchpath"}  # fmt: skip
 
 
 def load_methods(path: Path) -> dict[str, list[str]]:
@@ -152,6 +154,9 @@ def run_grid(
     """Train what is left of ``names`` x ``seeds`` on the prepared ``root``, with the training
     overrides ``recipe``; write the table and figure into ``out``; return the table."""
     start = time.perf_counter()
+    taken = sorted({o.split("=")[0].lstrip("+~") for o in recipe} & GRID_KEYS)
+    if taken:
+        raise UsageError(f"the grid sets {taken} itself: use --seeds, --data and --out instead")
     methods = load_methods(methods_file)
     names = names or list(methods)
     unknown = sorted(set(names) - set(methods))
