@@ -1,8 +1,9 @@
 """The center-collapse branch against a reference written straight from the equations of the
 authors' released head (uper_head_ceco.py): explicit loops over voxels and classes, float64.
 
-    z_i = BN(W_r f_i)                      labelled voxels, batch statistics (biased variance)
-    c_k = mean_{i: y_i = k} z_i            present classes, ascending
+    z_i = BN(W_r f_i)                      all voxels, ignored ones included: batch statistics
+                                           (biased variance) of the whole batch
+    c_k = mean_{i: y_i = k} z_i            labelled voxels, present classes, ascending
     g_k = ReLU(W_g c_k + b_g)
     l_k = s * W* dropout(g_k / |g_k|) + log(prior + 1e-12)
     L   = mean_k CE(l_k, k)
@@ -56,16 +57,15 @@ def reference_logits(head: CenterCollapseHead, features, labels, dropout_mask=No
     w_g, b_g = head.gain[0].weight.detach().double(), head.gain[0].bias.detach().double()
     etf, log_prior = head.etf.double(), head.log_prior.double()
 
-    rows = [i for i in range(len(labels)) if labels[i] != -1]
-    z = [w_r @ features[i] for i in rows]
+    z = [w_r @ features[i] for i in range(len(labels))]
     mean = sum(z) / len(z)
     var = sum((z_i - mean) ** 2 for z_i in z) / len(z)
     z_hat = [(z_i - mean) / torch.sqrt(var + bn.eps) * gamma + beta for z_i in z]
 
-    classes = sorted({int(labels[i]) for i in rows})
+    classes = sorted({int(k) for k in labels if k != -1})
     logits = []
     for p, k in enumerate(classes):
-        members = [z_hat[j] for j, i in enumerate(rows) if labels[i] == k]
+        members = [z_hat[i] for i in range(len(labels)) if labels[i] == k]
         center = sum(members) / len(members)
         g = torch.relu(w_g @ center + b_g)
         u = g / torch.sqrt((g * g).sum())
@@ -99,7 +99,8 @@ def test_logits_and_backbone_gradient_equal_the_reference_equations(chunk, monke
     torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
-    assert (grad[labels == -1] == 0).all()  # ignored voxels get no gradient from the branch
+    # Ignored voxels get gradient through the BatchNorm statistics, as in the release.
+    assert (grad[labels == -1].abs().sum(1) > 0).all()
     assert grad[labels == 3].abs().sum() > 0  # the single-voxel class does
     # The class never seen in training is pushed out of the softmax (log(1e-12)).
     assert logits[:, 6].max() < -20
@@ -115,13 +116,21 @@ def test_dropout_acts_on_the_normalised_gains():
     torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
 
 
-def test_fewer_than_two_labelled_voxels_give_no_center():
+def test_centers_need_a_labelled_voxel_and_statistics_need_two_voxels():
     head, features, labels = head_and_inputs()
     one = labels.clone()
-    one[one != 3] = -1
+    one[one != 3] = -1  # a single labelled voxel: its center, normalised by all voxels' moments
     logits, classes = head(features, one)
+    ref_logits, ref_classes = reference_logits(head, features, one)
+    assert classes.tolist() == ref_classes == [3]
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
+
+    steps = int(head.reduce[1].num_batches_tracked)
+    logits, classes = head(features, torch.full_like(labels, -1))  # nothing labelled
     assert logits.shape == (0, K) and classes.numel() == 0
-    assert head(features, torch.full_like(labels, -1))[0].shape == (0, K)
+    # BatchNorm still saw the batch, as the release's BN sees every position.
+    assert int(head.reduce[1].num_batches_tracked) == steps + 1
+    assert head(features[:1], labels[1:2])[0].shape == (0, K)  # one voxel: no statistics
 
 
 def segmentor(train_projection: bool) -> Segmentor:

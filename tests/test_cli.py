@@ -42,6 +42,7 @@ def run_script(name: str, *args, cwd, timeout: int = 300) -> subprocess.Complete
 def test_every_documented_entry_point_is_declared():
     documented = {
         "synth", "prep", "train", "eval", "submit", "analyze", "demo", "bench", "predict", "view",
+        "grid",
     }  # fmt: skip
     assert set(ENTRY_POINTS) == {f"ceco3d-{name}" for name in documented}
 

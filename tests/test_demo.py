@@ -15,7 +15,14 @@ from ceco3d.analysis.imbalance import imbalance_factor
 from ceco3d.data.label_sets import SCANNET200
 from ceco3d.data.layout import MANIFEST
 from ceco3d.submission import check_submission
-from ceco3d.tools.demo import MODELS, PRESETS, _difference_table, _recipe, _seed_table
+from ceco3d.tools.demo import (
+    BASELINE,
+    MODELS,
+    PRESETS,
+    STAT_COLUMNS,
+    _recipe,
+)
+from ceco3d.tools.seed_tables import difference_table, seed_table
 from data_prep import prep
 from data_prep.synth import generate
 
@@ -89,10 +96,10 @@ def test_seed_tables_give_spread_and_paired_differences():
         "CE": [summary(10.0, 1.0), summary(12.0, 3.0), summary(14.0, 2.0)],
         "CeCo": [summary(11.0, 2.0), summary(12.0, 5.0), summary(17.0, 2.0)],
     }
-    spread = _seed_table(per_seed).splitlines()
+    spread = seed_table(per_seed, STAT_COLUMNS).splitlines()
     # CE mIoU 10, 12, 14: mean 12, sample std 2.
     assert spread[2].startswith("| CE | 3 | 12.00 ± 2.00 | 50.00 ± 0.00 |")
-    differences = _difference_table(per_seed).splitlines()
+    differences = difference_table(per_seed, STAT_COLUMNS, BASELINE).splitlines()
     assert len(differences) == 3  # header, rule, one row: the baseline has no difference row
     # CeCo - CE per seed: mIoU +1, 0, +3 (mean 1.33, sample std 1.53); tail +1, +2, 0.
     cells = differences[2].split(" | ")

@@ -130,13 +130,15 @@ def test_class_moments_equal_naive_loops():
     feats = feats * 3 + 100  # far from zero: the covariance must not cancel
     labels = _labels(n, k)
     labels[labels == 4] = -1  # class 4 absent
-    counts, sums, mean, cov = class_moments(feats, labels, k)
-    valid = feats[labels >= 0]
-    for c in range(k):
+    feats[labels == -1] += 7  # ignored voxels distributed unlike the labelled ones
+    counts, sums, total, mean, cov = class_moments(feats, labels, k)
+    for c in range(k):  # class sums: labelled voxels only
         assert counts[c] == (labels == c).sum()
         torch.testing.assert_close(sums[c], feats[labels == c].sum(0))
-    torch.testing.assert_close(mean, valid.mean(0))
-    torch.testing.assert_close(cov, torch.cov(valid.T, correction=0))
+    # mean and covariance: every voxel, ignored ones included (the release's BatchNorm)
+    assert total == n
+    torch.testing.assert_close(mean, feats.mean(0))
+    torch.testing.assert_close(cov, torch.cov(feats.T, correction=0))
     assert counts[4] == 0
 
 
@@ -145,7 +147,7 @@ def test_class_moments_gradient():
     labels = _labels(40, 4, seed=3)
 
     def moments(x):
-        _, sums, mean, cov = class_moments(x, labels, 4)
+        _, sums, _, mean, cov = class_moments(x, labels, 4)
         return sums, mean, cov
 
     assert torch.autograd.gradcheck(moments, (feats,))
@@ -304,18 +306,20 @@ def test_center_sync_without_process_group_is_local():
     torch.testing.assert_close(local[1][1], feats[labels == 1].sum(0))
 
 
-def test_ignored_voxels_do_not_reach_the_center_branch():
+def test_ignored_voxels_enter_the_batchnorm_statistics():
     head = CenterCollapseHead(4, 5, proj_dim=8, dropout=0.0).train()
     feats = torch.randn(60, 4, generator=torch.Generator().manual_seed(2))
     labels = torch.arange(60) % 5
     labels[::3] = -1
     noisy = feats.clone()
-    noisy[labels == -1] = 1e3  # would shift BatchNorm statistics if ignored voxels were projected
-    expected = head(feats[labels >= 0], labels[labels >= 0])
+    noisy[labels == -1] += 3.0  # shifts the statistics of all voxels, not the class sums
+    expected = head(feats, labels)
     got = head(noisy, labels)
-    torch.testing.assert_close(got[0], expected[0])
     assert torch.equal(got[1], expected[1])
-    empty_logits, empty_classes = head(feats[:1], labels[:1])  # fewer than 2 labelled voxels
+    assert not torch.allclose(got[0], expected[0], atol=1e-3)
+    labelled_only = head(feats[labels >= 0], labels[labels >= 0])
+    assert not torch.allclose(labelled_only[0], expected[0], atol=1e-3)
+    empty_logits, empty_classes = head(feats[:1], labels[1:2])  # fewer than 2 voxels
     assert empty_logits.shape == (0, 5) and empty_classes.numel() == 0
 
 

@@ -122,18 +122,28 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("voxel", ["ce", "seesaw"])  # seesaw: class counts kept in the loss
+@pytest.mark.parametrize(
+    ("voxel", "sampling"),
+    [
+        ("ce", ()),
+        ("seesaw", ()),  # class counts kept in the loss
+        ("ce", ("sampler=repeat_factor", "sampler.repeat_threshold=0.5", "paste=tail")),
+    ],
+    ids=["uniform", "seesaw", "repeat_factor_and_paste"],
+)
 def test_resume_is_bit_identical_to_an_uninterrupted_run(
     voxel,
+    sampling,
     synthetic_scannet,  # noqa: F811
     tmp_path,
     monkeypatch,
 ):
-    # 5 train scenes in batches of 2 make 2 steps per epoch, so step 3 is mid-epoch; the default
-    # augmentation, the crop to max_voxels and the center head's dropout all draw random numbers.
+    # 5 train scenes in batches of 2 make 2 steps per epoch, so step 3 is mid-epoch (with repeat
+    # factors, epochs of varying length); the default augmentation, the crop to max_voxels, the
+    # pasted instances and the center head's dropout all draw random numbers.
     n = 3
     settings = ("loss=ceco", f"loss@loss.voxel={voxel}", f"trainer.max_steps={2 * n}",
-                f"trainer.ckpt_every={n}")  # fmt: skip
+                f"trainer.ckpt_every={n}", *sampling)  # fmt: skip
     run(tiny_train_config(synthetic_scannet.prepared, tmp_path, "uninterrupted", *settings))
 
     class Crash(Exception):

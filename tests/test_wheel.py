@@ -9,6 +9,7 @@ editable install of ceco3d stays invisible there."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,9 +28,20 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory) -> Path:
     """The scratch environment's bin folder, with the wheel of this checkout installed."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # From a copy of the tracked files: a build in the checkout would leave build/ there, whose
+    # stale files a later build could package.
+    source = tmp / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in tracked:
+        if (REPO_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp / "dist"), str(REPO_ROOT)],
+         "-w", str(tmp / "dist"), str(source)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     (wheel,) = (tmp / "dist").glob("ceco3d-*.whl")

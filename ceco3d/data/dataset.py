@@ -20,6 +20,8 @@ dropped voxels are removed from ``inverse`` / ``point_label`` (training reads vo
 so ``inverse`` is always a valid index into ``grid``. ``revoxelize`` voxelizes every sample afresh
 at ``voxel_size``, which may then differ from the prepared one (otherwise a mismatch is an error).
 ``labelled_only`` (training) leaves out the scenes without a labelled voxel in the label set.
+``paste`` (training) pastes instances of rare classes from other scenes of the split into each
+sample, after the augmentation and the crop (``ceco3d.data.paste``).
 
 Randomness comes from ``np.random.default_rng([seed, epoch, index])``: a sample depends on those
 three numbers only, never on the worker that loads it or the order of loading, so a resumed run
@@ -49,6 +51,7 @@ from ceco3d.data.layout import (
     scene_problem,
     settings_of,
 )
+from ceco3d.data.paste import PasteSettings, TailInstancePaster
 from ceco3d.data.transforms import Transform
 from ceco3d.data.voxelize import majority_labels, voxelize
 from ceco3d.errors import InputError
@@ -75,6 +78,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         revoxelize: bool = False,
         labelled_only: bool = False,
         seed: int = 0,
+        paste: PasteSettings | None = None,
     ) -> None:
         if features not in FEATURE_CHANNELS:
             raise ValueError(
@@ -97,6 +101,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         self.voxel_size = self._voxel_size(voxel_size)
         self.scenes: list[str] = self._usable_scenes()
         self._segment = SEGMENT_KEY[self.label_set.name]
+        self.paster = None if paste is None else self._paster(paste)
 
     @property
     def num_channels(self) -> int:
@@ -151,6 +156,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         settings = settings_of(self.manifest)
         problems, unlabelled, scenes = {}, [], []
         self._arrays: dict[str, dict] = {}  # scene -> meta.json's record of its arrays
+        self._scene_voxel_counts: list[list[int]] = []
         for scene in self.manifest["splits"][self.split]:
             folder = self.root / self.split / scene
             meta = read_scene_meta(folder)
@@ -162,6 +168,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
             else:
                 scenes.append(scene)
                 self._arrays[scene] = meta["arrays"]
+                self._scene_voxel_counts.append(_voxel_counts(meta, self.label_set.name))
         if problems:
             listed = "; ".join(f"{s}: {p}" for s, p in list(problems.items())[:5])
             more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -197,6 +204,17 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 "runs use it (prepare other settings into a new folder)"
             )
 
+    def _paster(self, settings: PasteSettings) -> TailInstancePaster:
+        if not self.label_set.groups or settings.group not in self.label_set.groups:
+            raise ValueError(
+                f"paste.group={settings.group!r}: label set {self.label_set.name} has groups "
+                f"{sorted(self.label_set.groups or ())}; choose one of them or paste=none"
+            )
+        return TailInstancePaster(
+            lambda scene, name: self.load_array(self.scenes[scene], name), len(self.scenes),
+            self._segment, self.label_set.group_mask(settings.group), settings,
+        )  # fmt: skip
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
@@ -216,6 +234,17 @@ class ScanNetDataset(torch.utils.data.Dataset):
                 f"expected ({self.num_classes},)"
             )
         return counts
+
+    def scene_class_presence(self) -> np.ndarray:
+        """(S, K) bool: which classes each of the dataset's S scenes contains (a voxel)."""
+        presence = np.zeros((len(self.scenes), self.num_classes), dtype=bool)
+        for row, scene, counts in zip(presence, self.scenes, self._scene_voxel_counts,
+                                      strict=True):  # fmt: skip
+            if len(counts) != self.num_classes:
+                raise self._fail(f"{self.split}/{scene}: its meta has {len(counts)} class "
+                                 f"counts, expected {self.num_classes}")  # fmt: skip
+            row[:] = np.asarray(counts) > 0
+        return presence
 
     @property
     def num_train_scenes(self) -> int:
@@ -248,7 +277,7 @@ class ScanNetDataset(torch.utils.data.Dataset):
         if self.features != "color":
             points["normal"] = self.load_array(scene, "normal").astype(np.float32)
         point_label = self.load_array(scene, self._segment).astype(np.int64)
-        if self.augment is not None or self.crop is not None or self.revoxelize:
+        if self.augment is not None or self.crop is not None or self.revoxelize or self.paster:
             return self._fresh_sample(scene, index, points, point_label)
         grid = self.load_array(scene, "voxel_coord").astype(np.int32)
         inverse = self.load_array(scene, "voxel_inverse").astype(np.int64)
@@ -265,8 +294,16 @@ class ScanNetDataset(torch.utils.data.Dataset):
         voxels = voxelize(points["coord"], self.voxel_size)
         label = majority_labels(voxels.inverse, point_label, voxels.num_voxels).astype(np.int64)
         grid, inverse = voxels.grid, voxels.inverse
-        if self.crop is not None and voxels.num_voxels > self.crop:
-            keep = _nearest_voxels(grid, self.crop, rng)
+        pasted = [] if self.paster is None else [
+            self.paster.points_of(instance, points.keys())
+            for instance in self.paster.draw(index, rng)
+        ]  # fmt: skip
+        crop = self.crop
+        if crop is not None and pasted:  # room for the pasted voxels within the budget
+            crop -= sum(TailInstancePaster.voxel_count(p, self.voxel_size) for p in pasted)
+            crop = max(crop, 1)
+        if crop is not None and voxels.num_voxels > crop:
+            keep = _nearest_voxels(grid, crop, rng)
             new_index = np.full(len(grid), -1, dtype=np.int64)
             new_index[keep] = np.arange(len(keep))
             inverse = new_index[inverse]
@@ -274,6 +311,14 @@ class ScanNetDataset(torch.utils.data.Dataset):
             points = {key: value[kept_points] for key, value in points.items()}
             grid, label = grid[keep], label[keep]
             inverse, point_label = inverse[kept_points], point_label[kept_points]
+        if pasted:
+            points, _ = self.paster.place(
+                dict(points, label=point_label), grid, pasted, self.voxel_size, rng
+            )
+            point_label = points.pop("label")
+            voxels = voxelize(points["coord"], self.voxel_size)
+            label = majority_labels(voxels.inverse, point_label, voxels.num_voxels)
+            grid, inverse, label = voxels.grid, voxels.inverse, label.astype(np.int64)
         return self._sample(scene, grid, inverse, label, points, point_label)
 
     def _sample(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ceco3d.data.dataset import FEATURE_CHANNELS, ScanNetDataset, prepared_voxel_size
 from ceco3d.data.layout import MANIFEST
+from ceco3d.data.paste import PasteSettings
+from ceco3d.data.sampler import repeat_factors
 from ceco3d.data.transforms import TTAView
 from ceco3d.errors import InputError
 from ceco3d.models.center_collapse import CenterCollapseHead
@@ -16,8 +19,9 @@ from ceco3d.models.segmentor import Segmentor
 def build_dataset(
     cfg: DictConfig, split: str, training: bool, view: TTAView | None = None
 ) -> ScanNetDataset:
-    """Training: augmented, cropped to ``data.max_voxels``, labelled scenes only. Otherwise the
-    prepared voxels, or the scenes seen through a test-time ``view``."""
+    """Training: augmented, cropped to ``data.max_voxels``, labelled scenes only, with the
+    instances ``paste`` asks for. Otherwise the prepared voxels, or the scenes seen through a
+    test-time ``view``."""
     data = cfg.data
     return ScanNetDataset(
         root=data.root,
@@ -30,6 +34,7 @@ def build_dataset(
         revoxelize=data.revoxelize,
         labelled_only=training,
         seed=cfg.seed,
+        paste=PasteSettings(**cfg.paste) if training and cfg.paste.instances else None,
     )
 
 
@@ -68,6 +73,14 @@ def build_model(cfg: DictConfig, train_set: ScanNetDataset | None = None) -> Seg
             head_cfg, in_dim=backbone.feature_dim, num_classes=cfg.data.num_classes, prior=prior
         )
     return Segmentor(backbone, center_head)
+
+
+def scene_repeat_factors(cfg: DictConfig, train_set: ScanNetDataset) -> np.ndarray | None:
+    """The training scenes' repeat factors under ``sampler=repeat_factor``, else None."""
+    threshold = cfg.sampler.repeat_threshold
+    if threshold is None:
+        return None
+    return repeat_factors(train_set.scene_class_presence(), threshold)
 
 
 def build_loss(cfg: DictConfig, train_set: ScanNetDataset):

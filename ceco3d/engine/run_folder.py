@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ceco3d.claims import claim
+from ceco3d.claims import claim, release
 from ceco3d.data.dataset import ScanNetDataset
 from ceco3d.errors import UsageError
 from ceco3d.paths import rank_zero
@@ -27,6 +27,11 @@ def claim_run_folder(run_dir: Path) -> None:
     """Claim ``run_dir`` for this training (rank 0 of a distributed one claims for all)."""
     if rank_zero():
         claim(run_dir, "run folder", "choose another run_name=NAME")
+
+
+def release_run_folder(run_dir: Path) -> None:
+    """End this process's claim on ``run_dir`` (a training called in-process has ended)."""
+    release(run_dir)
 
 
 def keep_segment_config(run_dir: Path) -> Path | None:

@@ -26,6 +26,7 @@ from ceco3d.engine.build import (
     build_model,
     fill_voxel_size,
     require_scenes,
+    scene_repeat_factors,
 )
 from ceco3d.engine.checkpoint import (
     LOSS_STATE,
@@ -45,6 +46,7 @@ from ceco3d.engine.run_folder import (
     VAL_SUMMARY,
     check_same_data,
     claim_run_folder,
+    release_run_folder,
     resume_checkpoint,
 )
 from ceco3d.errors import Interrupted, NonFiniteLossError, UsageError, signal_name
@@ -74,8 +76,17 @@ def claim_and_check(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict |
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as ``cfg`` says, writing checkpoints and logs into ``run_dir``; returns the final
-    validation results (empty when validation is off)."""
-    resume_from, ckpt, accepted = claim_and_check(cfg, run_dir)
+    validation results (empty when validation is off). The run folder is claimed for the
+    training and released when it ends, however it ends."""
+    try:
+        return _train(cfg, run_dir, *claim_and_check(cfg, run_dir))
+    finally:
+        release_run_folder(run_dir)
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, resume_from: Path | None, ckpt: dict | None, accepted: list
+) -> dict:
     trainer = cfg.trainer
     device_type = resolve_device(trainer.device, "trainer.device")
     dist_info = dist_utils.init_distributed(device_type)
@@ -143,7 +154,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         )
     loader = build_train_loader(
         train_set, cfg.data.batch_size, trainer.max_steps, cfg.seed, cfg.data.num_workers,
-        dist_info.rank, dist_info.world_size, start_step,
+        dist_info.rank, dist_info.world_size, start_step, scene_repeat_factors(cfg, train_set),
     )  # fmt: skip
 
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
@@ -256,6 +267,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     if dist_info.is_main and results:
         summary = {k: v for k, v in results.items() if not k.startswith("confusion")}
+        summary["step"] = step  # of the last validation: max_steps unless stopped early
         save_json(run_dir / VAL_SUMMARY, json_safe(summary))
     dist_utils.barrier()
     if step == trainer.max_steps:  # also where a signal came in the last step

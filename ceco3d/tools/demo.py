@@ -33,6 +33,7 @@ from ceco3d.device import CHILD_WARNINGS
 from ceco3d.io import read_json, save_json
 from ceco3d.paths import CONF_DIR
 from ceco3d.tools import backbone_name
+from ceco3d.tools.seed_tables import difference_table, seed_table
 
 # The synthetic benchmark keeps ScanNet200's long tail (data_prep/synth/classes.py); its sizes
 # and the recipe were tuned on the CE baseline alone, for a 2-core CPU. CeCo keeps the paper's
@@ -66,6 +67,13 @@ COLLAPSE_COLUMNS = [
     ("equiang. F", "equiangularity_features"), ("sep. F", "separation_features"),
     ("equiang. W", "equiangularity_weights"), ("sep. W", "separation_weights"),
 ]  # fmt: skip
+
+
+def synth_arguments(raw: Path, preset: Preset, data_seed: int) -> list[str]:
+    """``ceco3d-synth`` arguments of the preset's synthetic data set."""
+    return [str(raw), "--scenes", str(preset.scenes), "--test-scenes", str(preset.test_scenes),
+            "--seed", str(data_seed), "--classes", str(preset.classes), "--vertex-spacing",
+            str(preset.vertex_spacing)]  # fmt: skip
 
 
 def _recipe(experiment: str):
@@ -107,40 +115,6 @@ def _table(rows: dict[str, dict]) -> str:
         cells = [_cell(row[k]) for _, k in STAT_COLUMNS]
         cells += [_cell(row["collapse"][k]) for _, k in COLLAPSE_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _values(rows: list[dict], key: str) -> np.ndarray:
-    return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
-
-
-def _spread(values: np.ndarray) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def _seed_table(per_seed: dict[str, list[dict]]) -> str:
-    header = ["model", "seeds", *[c for c, _ in STAT_COLUMNS]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, rows in per_seed.items():
-        cells = ["{:.2f} ± {:.2f}".format(*_spread(_values(rows, key))) for _, key in STAT_COLUMNS]
-        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _difference_table(per_seed: dict[str, list[dict]]) -> str:
-    """Each model minus the baseline, seed by seed (same seed: same data order and init)."""
-    header = ["difference", *[c for c, _ in STAT_COLUMNS]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, rows in per_seed.items():
-        if name == BASELINE:
-            continue
-        cells = []
-        for _, key in STAT_COLUMNS:
-            diff = _values(rows, key) - _values(per_seed[BASELINE], key)
-            each = " / ".join(f"{d:+.2f}" for d in diff)
-            cells.append("{:+.2f} ± {:.2f} ".format(*_spread(diff)) + f"({each})")
-        lines.append(f"| {name} − {BASELINE} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -204,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     print(f"[demo] preset {'quick' if args.quick else 'full'}: {preset}; output in {out}")
 
-    synth_args = [str(raw), "--scenes", str(preset.scenes), "--test-scenes",
-                  str(preset.test_scenes), "--seed", str(args.data_seed), "--classes",
-                  str(preset.classes), "--vertex-spacing", str(preset.vertex_spacing)]  # fmt: skip
+    synth_args = synth_arguments(raw, preset, args.data_seed)
     synth_stamp = out / "synth_args.json"
     if synth_stamp.is_file() and json.loads(synth_stamp.read_text()) == synth_args:
         print(f"[demo] synth: {raw} already holds this data set")
@@ -256,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if len(args.seeds) > 1:
         report += ["", f"Over training seeds {args.seeds} (mean ± sample std):", "",
-                   _seed_table(per_seed), "",
+                   seed_table(per_seed, STAT_COLUMNS), "",
                    f"Paired per-seed difference to {BASELINE} (mean ± sample std, then each "
-                   "seed's):", "", _difference_table(per_seed)]  # fmt: skip
+                   "seed's):", "", difference_table(per_seed, STAT_COLUMNS, BASELINE)]  # fmt: skip
     figures = sorted(p.name for p in (out / "analysis").glob("*.png"))
     report += ["", f"Figures in {out / 'analysis'}: {', '.join(figures)}.", "",
                f"Wall time: {minutes:.1f} min."]  # fmt: skip
