@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,17 +97,8 @@ def _train(
         torch.set_num_threads(trainer.threads)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    if trainer.resume == "auto" and resume_from is None and dist_info.is_main:
-        log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
-                    ckpt_dir)  # fmt: skip
     if dist_info.is_main:
-        left = remove_temporaries(ckpt_dir)
-        if left:
-            log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
-                        len(left), " ".join(p.name for p in left))  # fmt: skip
-    if accepted and dist_info.is_main:
-        log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
-                    resume_from, ", ".join(accepted))  # fmt: skip
+        _report_start(trainer, ckpt_dir, resume_from, accepted)
 
     # --- build ---------------------------------------------------------------------------
     train_set = build_dataset(cfg, "train", training=True)
@@ -127,26 +120,11 @@ def _train(
     model.to(device)
     optimizer = instantiate(cfg.optim)(params=[p for p in model.parameters() if p.requires_grad])
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
-
     start_step, best_miou = 0, -math.inf
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_step, best_miou = ckpt["step"], ckpt["best_miou"]
-        if LOSS_STATE in ckpt:  # e.g. the seesaw loss's class counts; older checkpoints lack it
-            loss_fn.load_state_dict(ckpt[LOSS_STATE])
-        saved_steps = ckpt["config"]["trainer"]["max_steps"]
-        if saved_steps != trainer.max_steps and dist_info.is_main:
-            log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
-                        "the restored scheduler keeps its own horizon", trainer.max_steps,
-                        saved_steps)  # fmt: skip
-        per_rank = ckpt.get("rank_rng_states") or []  # older checkpoints: rank 0's only
-        same_ranks = len(per_rank) == dist_info.world_size
-        set_rng_states(per_rank[dist_info.rank] if same_ranks else ckpt["rng_states"])
+        start_step, best_miou = _restore(ckpt, model, optimizer, scheduler, loss_fn, dist_info)
         if dist_info.is_main:
-            log.info("resumed from %s at step %d", resume_from, start_step)
-
+            _report_resume(trainer, ckpt, resume_from, start_step)
     net = model
     if dist_info.enabled:
         net = DistributedDataParallel(
@@ -179,89 +157,48 @@ def _train(
                 **{LOSS_STATE: loss_fn.state_dict(), TRAIN_VOXEL_COUNTS: voxel_counts},
             )
 
-    stop_signal: list[int] = []
-    previous_handlers = {
-        sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT, cluster.preemption_signal())
-    }
-
     # --- loop ----------------------------------------------------------------------------
     results: dict = {}
     step, stopped_by = start_step, 0
-    window_voxels, window_start = 0, time.perf_counter()
+    logger = _StepLog(writer, dist_info.world_size)
     bar = tqdm(total=trainer.max_steps, initial=start_step, desc="train",
                disable=not dist_info.is_main, dynamic_ncols=True)  # fmt: skip
     try:
-        for batch in loader:
-            net.train()
-            x = sparse_input(batch["feats"], batch["coords"], device)
-            labels = batch["labels"].to(device)
-            try:
-                parts = loss_fn(net(x, labels), labels)
-            except ValueError as e:
-                if "Expected more than 1 value per channel" not in str(e):
-                    raise
-                raise UsageError(
-                    f"step {step + 1}: a batch shrank to a single voxel in a coarse layer, where "
-                    f"batch normalization cannot train (data.max_voxels={cfg.data.max_voxels}, "
-                    f"data.batch_size={cfg.data.batch_size}); raise data.max_voxels (e.g. 20000)"
-                ) from None
-            finite = torch.isfinite(parts["loss"].detach()).float()
-            if dist_utils.all_reduce_mean(finite).item() < 1.0:
-                values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} ({values}); "
-                    f"the last good checkpoint is kept in {ckpt_dir}. Lower optim.lr or set "
-                    "trainer.grad_clip."
+        with _stop_signals() as stop_signal:
+            for batch in loader:
+                parts = _step(
+                    net, loss_fn, optimizer, scheduler, batch, device, cfg, step, ckpt_dir
                 )
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            if trainer.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            window_voxels += len(labels)
+                step += 1
+                bar.update(1)
+                logger.add(len(batch["labels"]))
+                if step % trainer.log_every == 0 or step == trainer.max_steps:
+                    logger.write(parts, optimizer.param_groups[0]["lr"], step, bar)
 
-            bar.update(1)
-            if step % trainer.log_every == 0 or step == trainer.max_steps:
-                logged = {
-                    k: dist_utils.all_reduce_mean(v.detach()).item() for k, v in parts.items()
-                }
-                elapsed = time.perf_counter() - window_start
-                logged["voxels_per_s"] = window_voxels * dist_info.world_size / max(elapsed, 1e-9)
-                logged["lr"] = optimizer.param_groups[0]["lr"]
-                window_voxels, window_start = 0, time.perf_counter()
-                if writer is not None:
-                    for key, value in logged.items():
-                        writer.add_scalar(f"train/{key}", value, step)
-                    bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{logged['lr']:.3g}",
-                                    vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
-
-            if trainer.val_every and (step % trainer.val_every == 0 or step == trainer.max_steps):
-                # Data prepared again under the run would be scored (and trained on) silently.
-                train_set.check_unchanged()
-                val_set.check_unchanged()
-                results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
-                miou = results["point"]["mIoU"]
-                if writer is not None:
-                    _log_validation(writer, results, step)
-                    table = format_table(results["point"], val_set.label_set, per_class=False)
-                    log.info("step %d validation: %s", step, table)
-                if miou is not None and miou > best_miou:
-                    best_miou = miou
-                    checkpoint(BEST, step)
-            if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
-                checkpoint(LAST, step)
-            # Every rank stops at the same step, also where the signal reached only some.
-            stopped_by = dist_utils.max_over_ranks(stop_signal[0] if stop_signal else 0, device)
-            if stopped_by:
-                checkpoint(LAST, step)
-                break
+                if trainer.val_every and (
+                    step % trainer.val_every == 0 or step == trainer.max_steps
+                ):
+                    # Data prepared again under the run would be scored (and trained on) silently.
+                    train_set.check_unchanged()
+                    val_set.check_unchanged()
+                    results = evaluate(model, val_set, device, dist_info, trainer.val_max_scenes)
+                    miou = results["point"]["mIoU"]
+                    if writer is not None:
+                        _log_validation(writer, results, step)
+                        table = format_table(results["point"], val_set.label_set, per_class=False)
+                        log.info("step %d validation: %s", step, table)
+                    if miou is not None and miou > best_miou:
+                        best_miou = miou
+                        checkpoint(BEST, step)
+                if step % trainer.ckpt_every == 0 or step == trainer.max_steps:
+                    checkpoint(LAST, step)
+                # Every rank stops at the same step, also where the signal reached only some.
+                stopped_by = dist_utils.max_over_ranks(stop_signal[0] if stop_signal else 0, device)
+                if stopped_by:
+                    checkpoint(LAST, step)
+                    break
     finally:
         bar.close()
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
         if writer is not None:
             writer.close()
 
@@ -280,6 +217,120 @@ def _train(
             f"{signal_name(stopped_by)}: saved {ckpt_dir / LAST} at step {step}; continue "
             f"with trainer.resume=auto run_name={run_dir.name}"))  # fmt: skip
     return results
+
+
+def _report_start(trainer: DictConfig, ckpt_dir: Path, resume_from, accepted: list) -> None:
+    """What rank 0 says before building: a resume that found nothing, killed checkpoint writes
+    cleaned up, setting changes a resume accepts."""
+    if trainer.resume == "auto" and resume_from is None:
+        log.warning("trainer.resume=auto: no checkpoint in %s, so this is a new run from step 0",
+                    ckpt_dir)  # fmt: skip
+    left = remove_temporaries(ckpt_dir)
+    if left:
+        log.warning("removed %d temporary files of checkpoint writes that were killed: %s",
+                    len(left), " ".join(p.name for p in left))  # fmt: skip
+    if accepted:
+        log.warning("resuming %s with changed settings (trainer.resume_accept): %s",
+                    resume_from, ", ".join(accepted))  # fmt: skip
+
+
+def _restore(ckpt: dict, model, optimizer, scheduler, loss_fn, dist_info) -> tuple[int, float]:
+    """Load a checkpoint's state into the run's parts; its (step, best mIoU)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if LOSS_STATE in ckpt:  # e.g. the seesaw loss's class counts; older checkpoints lack it
+        loss_fn.load_state_dict(ckpt[LOSS_STATE])
+    per_rank = ckpt.get("rank_rng_states") or []  # older checkpoints: rank 0's only
+    same_ranks = len(per_rank) == dist_info.world_size
+    set_rng_states(per_rank[dist_info.rank] if same_ranks else ckpt["rng_states"])
+    return ckpt["step"], ckpt["best_miou"]
+
+
+def _report_resume(trainer: DictConfig, ckpt: dict, resume_from: Path, step: int) -> None:
+    saved_steps = ckpt["config"]["trainer"]["max_steps"]
+    if saved_steps != trainer.max_steps:
+        log.warning("trainer.max_steps is %d but the checkpoint's schedule was built for %d; "
+                    "the restored scheduler keeps its own horizon", trainer.max_steps,
+                    saved_steps)  # fmt: skip
+    log.info("resumed from %s at step %d", resume_from, step)
+
+
+def _step(
+    net, loss_fn, optimizer, scheduler, batch: dict, device, cfg: DictConfig, step: int,
+    ckpt_dir: Path,
+):  # fmt: skip
+    """One optimisation step on ``batch``; the loss's named parts (detached only for logging)."""
+    trainer = cfg.trainer
+    net.train()
+    x = sparse_input(batch["feats"], batch["coords"], device)
+    labels = batch["labels"].to(device)
+    try:
+        parts = loss_fn(net(x, labels), labels)
+    except ValueError as e:
+        if "Expected more than 1 value per channel" not in str(e):
+            raise
+        raise UsageError(
+            f"step {step + 1}: a batch shrank to a single voxel in a coarse layer, where "
+            f"batch normalization cannot train (data.max_voxels={cfg.data.max_voxels}, "
+            f"data.batch_size={cfg.data.batch_size}); raise data.max_voxels (e.g. 20000)"
+        ) from None
+    finite = torch.isfinite(parts["loss"].detach()).float()
+    if dist_utils.all_reduce_mean(finite).item() < 1.0:
+        values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step} ({values}); the last good checkpoint is kept in "
+            f"{ckpt_dir}. Lower optim.lr or set trainer.grad_clip."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    if trainer.grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), trainer.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return parts
+
+
+class _StepLog:
+    """The training scalars of every ``trainer.log_every`` steps: the loss's parts averaged
+    over the ranks, voxels per second over the window since the last write, the learning rate;
+    to TensorBoard (rank 0) and the progress bar."""
+
+    def __init__(self, writer: SummaryWriter | None, world_size: int) -> None:
+        self.writer, self.world_size = writer, world_size
+        self.voxels, self.start = 0, time.perf_counter()
+
+    def add(self, voxels: int) -> None:
+        self.voxels += voxels
+
+    def write(self, parts: dict, lr: float, step: int, bar: tqdm) -> None:
+        logged = {k: dist_utils.all_reduce_mean(v.detach()).item() for k, v in parts.items()}
+        elapsed = time.perf_counter() - self.start
+        logged["voxels_per_s"] = self.voxels * self.world_size / max(elapsed, 1e-9)
+        logged["lr"] = lr
+        self.voxels, self.start = 0, time.perf_counter()
+        if self.writer is not None:
+            for key, value in logged.items():
+                self.writer.add_scalar(f"train/{key}", value, step)
+            bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{logged['lr']:.3g}",
+                            vox_s=f"{logged['voxels_per_s']:.0f}")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """SIGTERM, SIGINT and the scheduler's pre-emption signal recorded (in the yielded list)
+    instead of stopping the process at once: the loop saves ``last.pt`` and stops at a step
+    boundary. The previous handlers are back afterwards."""
+    received: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT, cluster.preemption_signal())
+    }
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _log_validation(writer: SummaryWriter, results: dict, step: int) -> None:
