@@ -79,8 +79,9 @@ def method_config(overrides: list[str]) -> str:
     defaults, body = [], OmegaConf.create()
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if (CONF_DIR / key).is_dir():
-            defaults.append({f"override /{key}": override.value()})
+        if (CONF_DIR / key).is_dir():  # a group choice, also one placed elsewhere (loss@loss.voxel)
+            at = f"@{override.package}" if override.package else ""
+            defaults.append({f"override /{key}{at}": override.value()})
         else:
             OmegaConf.update(body, key, override.value(), force_add=True)
     config = OmegaConf.create({"defaults": [*defaults, "_self_"]})
