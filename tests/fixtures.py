@@ -82,3 +82,11 @@ def tiny_train_config(
 ) -> DictConfig:
     """The config ``ceco3d-train`` would run with ``train_overrides(...)``."""
     return compose_config("train", train_overrides(prepared, runs_root, run_name, *overrides))
+
+
+def train_tiny(prepared: Path, runs_root: Path, run_name: str, *overrides: str) -> Path:
+    """Train ``tiny_train_config(...)`` in this process; the run's ``last.pt``."""
+    from ceco3d.engine.train import train
+
+    train(tiny_train_config(prepared, runs_root, run_name, *overrides), runs_root / run_name)
+    return runs_root / run_name / "checkpoints" / "last.pt"

@@ -23,6 +23,7 @@ from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)
     compose_config,
     synthetic_scannet,
     tiny_train_config,
+    train_tiny,
 )
 from tests.test_cli import run_script
 
@@ -33,8 +34,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine 
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_scannet, tmp_path_factory) -> Path:  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
-    train(tiny_train_config(synthetic_scannet.prepared, runs, "one", *ONE_STEP), runs / "one")
-    return runs / "one" / "checkpoints" / "last.pt"
+    return train_tiny(synthetic_scannet.prepared, runs, "one", *ONE_STEP)
 
 
 @pytest.mark.parametrize(

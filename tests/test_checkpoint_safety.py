@@ -13,9 +13,8 @@ import torch
 from ceco3d.cli.convert_checkpoint import main as convert_main
 from ceco3d.engine.checkpoint import CONVERT_COMMAND, load_checkpoint
 from ceco3d.engine.inference import load_for_inference
-from ceco3d.engine.train import train
 from ceco3d.errors import InputError
-from tests.fixtures import synthetic_scannet, tiny_train_config  # noqa: F401
+from tests.fixtures import synthetic_scannet, tiny_train_config, train_tiny  # noqa: F401
 from tests.test_cli import run_script
 
 
@@ -32,10 +31,8 @@ class TouchOnLoad:
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_scannet, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
-    cfg = tiny_train_config(synthetic_scannet.prepared, runs, "one", "loss=ce",
-                            "trainer.max_steps=1", "trainer.ckpt_every=1")  # fmt: skip
-    train(cfg, runs / "one")
-    return runs / "one" / "checkpoints" / "last.pt"
+    return train_tiny(synthetic_scannet.prepared, runs, "one", "loss=ce",
+                      "trainer.max_steps=1", "trainer.ckpt_every=1")  # fmt: skip
 
 
 def test_own_checkpoints_hold_tensors_and_plain_data_only(checkpoint):

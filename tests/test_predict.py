@@ -26,13 +26,12 @@ from ceco3d.engine.inference import (
     predict_scenes,
     view_datasets,
 )
-from ceco3d.engine.train import train
 from ceco3d.errors import InputError
 from ceco3d.scan_export import DROPPED_ID, DROPPED_NAME
 from ceco3d.viz import colorize
 from data_prep.synth.classes import select_classes
 from data_prep.synth.scene import generate_scene
-from tests.fixtures import BIN, compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
+from tests.fixtures import BIN, compose_config, synthetic_scannet, tiny_train_config, train_tiny  # noqa: F401
 
 o3d = pytest.importorskip("open3d", reason="ceco3d-predict reads scans with open3d")
 pytestmark = pytest.mark.slow
@@ -44,11 +43,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def checkpoint(synthetic_scannet, tmp_path_factory):  # noqa: F811
     """Two training steps of MinkUNet14A on colour and normals (so point clouds need normals)."""
     runs = tmp_path_factory.mktemp("runs")
-    cfg = tiny_train_config(synthetic_scannet.prepared, runs, "predict",
-                            "data.features=color_normal", "trainer.max_steps=2",
-                            "trainer.ckpt_every=2")  # fmt: skip
-    train(cfg, runs / "predict")
-    return runs / "predict" / "checkpoints" / "last.pt"
+    return train_tiny(synthetic_scannet.prepared, runs, "predict",
+                      "data.features=color_normal", "trainer.max_steps=2",
+                      "trainer.ckpt_every=2")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,11 @@ from plyfile import PlyData, PlyElement
 
 from ceco3d.cli.predict import run as run_predict
 from ceco3d.data.scan import read_scan
-from ceco3d.engine.train import train
 from ceco3d.errors import InputError
 from ceco3d.io import read_mesh
 from data_prep.synth.classes import select_classes
 from data_prep.synth.scene import generate_scene
-from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config  # noqa: F401
+from tests.fixtures import compose_config, synthetic_scannet, tiny_train_config, train_tiny  # noqa: F401
 
 pytest.importorskip("open3d", reason="ceco3d-predict reads scans with open3d")
 
@@ -31,10 +30,8 @@ COLOURS = {  # PLY type -> the stored values of 8-bit (0, 64, 128, 255)
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_scannet, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
-    cfg = tiny_train_config(synthetic_scannet.prepared, runs, "far", "loss=ce",
-                            "trainer.max_steps=2", "trainer.ckpt_every=2")  # fmt: skip
-    train(cfg, runs / "far")
-    return runs / "far" / "checkpoints" / "last.pt"
+    return train_tiny(synthetic_scannet.prepared, runs, "far", "loss=ce",
+                      "trainer.max_steps=2", "trainer.ckpt_every=2")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

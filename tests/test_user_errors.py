@@ -18,6 +18,7 @@ from tests.fixtures import (  # noqa: F401 (synthetic_scannet is a fixture)
     synthetic_scannet,
     tiny_train_config,
     train_overrides,
+    train_tiny,
 )
 from tests.test_cli import run_script
 
@@ -25,9 +26,7 @@ ONE_STEP = ("loss=ce", "trainer.max_steps=1", "trainer.ckpt_every=1")
 
 
 def trained(runs: Path, prepared: Path, name: str, *overrides: str) -> Path:
-    cfg = tiny_train_config(prepared, runs, name, *ONE_STEP, *overrides)
-    train(cfg, runs / name)
-    return runs / name / "checkpoints" / "last.pt"
+    return train_tiny(prepared, runs, name, *ONE_STEP, *overrides)
 
 
 @pytest.fixture(scope="module")
