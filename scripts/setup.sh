@@ -19,6 +19,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CECO3D_VENV:-$ROOT/.venv}"
+# Absolute: the MinkowskiEngine build runs its interpreter from inside a temporary folder.
+[[ "$VENV" == /* ]] || VENV="$PWD/$VENV"
 TORCH_REQ="${CECO3D_TORCH:-torch==2.13.0}"
 # open3d (ceco3d-predict, ceco3d-view): the CPU-only wheel where PyPI has one for the platform,
 # else the full one. Only those two commands import it, so training and prep never load it.
