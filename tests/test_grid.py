@@ -144,3 +144,21 @@ def _methods_file(folder, **methods):
     path = folder / "methods.yaml"
     path.write_text(OmegaConf.to_yaml({"ce": [], **methods}))
     return path
+
+
+@pytest.mark.slow
+def test_runs_side_by_side_give_the_runs_one_after_the_other(tmp_path, capfd):
+    root = quick_demo_data(tmp_path / "data")
+    one, two = tmp_path / "one", tmp_path / "two"
+    table = run_grid(root, one, ["ce", "ceco"], [0], RECIPE)
+    capfd.readouterr()
+    side_by_side = run_grid(root, two, ["ce", "ceco"], [0], RECIPE, jobs=2)
+    printed = capfd.readouterr().out
+    # Two multiruns at once, a method each, each logging to its own file.
+    assert "+method=ce seed=0" in printed and "+method=ceco seed=0" in printed
+    assert "+method=ceco" in (two / "multirun_1.log").read_text()
+    for method in ("ce", "ceco"):
+        a = read_json(run_dir(one, method, 0) / "val_summary.json")
+        b = read_json(run_dir(two, method, 0) / "val_summary.json")
+        assert a["point"] == b["point"], method  # same threads (RECIPE: 1), same numbers
+    assert side_by_side.splitlines()[4:-1] == table.splitlines()[4:-1]

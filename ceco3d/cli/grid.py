@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--methods-file", type=Path, default=METHODS_FILE)
     parser.add_argument("--baseline", default="ce", help="the method the differences refer to")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, sharing the cores "
+                        "(each logs to OUT/multirun_K.log)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="ceco3d-train overrides (KEY=VALUE) for "
                         "every run, anywhere on the line")  # fmt: skip
     argv = sys.argv[1:] if argv is None else argv
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args([a for a in argv if a not in overrides])
     return report_errors("ceco3d-grid", lambda: run_grid(
         args.data.resolve(), args.out.resolve(), args.methods, args.seeds, overrides,
-        args.methods_file, args.baseline) and 0)  # fmt: skip
+        args.methods_file, args.baseline, max(1, args.jobs)) and 0)  # fmt: skip
 
 
 if __name__ == "__main__":

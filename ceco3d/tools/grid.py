@@ -128,18 +128,36 @@ def _check_record(out: Path, recipe: list[str], methods: dict[str, list[str]]) -
     save_json(path, record)
 
 
-def _multirun(out: Path, root: Path, recipe: list[str], methods: list[str], seeds: list[int]):
+def _multirun_command(out: Path, root: Path, recipe, methods, seeds, threads) -> list[str]:
     conf = out / "grid_conf"
-    cmd = [
+    return [
         sys.executable, "-m", "ceco3d.cli.train", "-m", f"hydra.searchpath=[file://{conf}]",
         f"+method={','.join(methods)}", f"seed={','.join(map(str, seeds))}",
         f"data.root={root}", f"runs_root={out / 'runs'}", f"hydra.sweep.dir={out / 'runs'}",
         "hydra.sweep.subdir=${hydra:runtime.choices.method}_seed${seed}",
         "run_name=${hydra:runtime.choices.method}_seed${seed}", "trainer.resume=auto", *recipe,
+        *([f"trainer.threads={threads}"] if threads else []),
     ]  # fmt: skip
-    print(f"[grid] {' '.join(cmd[1:])}", flush=True)
+
+
+def _multirun(out: Path, root: Path, recipe, methods: list[str], seeds: list[int], jobs: int = 1):
+    """One multirun of ``methods`` x ``seeds``; with ``jobs`` > 1, that many multiruns at once
+    (the methods dealt out among them), each on its share of the cores."""
+    groups = [methods[k::jobs] for k in range(min(jobs, len(methods)))]
+    threads = max(1, (os.cpu_count() or 1) // len(groups)) if len(groups) > 1 else None
     env = {**os.environ, "PYTHONWARNINGS": CHILD_WARNINGS}
-    if subprocess.run(cmd, env=env).returncode != 0:
+    procs = []
+    for k, group in enumerate(groups):
+        cmd = _multirun_command(out, root, recipe, group, seeds, threads)
+        print(f"[grid] {' '.join(cmd[1:])}", flush=True)
+        if len(groups) == 1:
+            procs.append(subprocess.Popen(cmd, env=env))
+        else:  # one console cannot hold several progress bars: each job logs to a file
+            with open(out / f"multirun_{k}.log", "w") as log:  # the child keeps its own copy
+                print(f"[grid] its output: {log.name}", flush=True)
+                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    failed = [p.args for p in procs if p.wait() != 0]
+    if failed:
         raise UsageError(f"the grid's multirun failed; see the logs in {out / 'runs'}")
 
 
@@ -151,9 +169,11 @@ def run_grid(
     recipe: list[str],
     methods_file: Path = METHODS_FILE,
     baseline: str = "ce",
+    jobs: int = 1,
 ) -> str:
     """Train what is left of ``names`` x ``seeds`` on the prepared ``root``, with the training
-    overrides ``recipe``; write the table and figure into ``out``; return the table."""
+    overrides ``recipe``, ``jobs`` runs at a time; write the table and figure into ``out``;
+    return the table."""
     start = time.perf_counter()
     taken = sorted({o.split("=")[0].lstrip("+~") for o in recipe} & GRID_KEYS)
     if taken:
@@ -190,7 +210,7 @@ def run_grid(
     if todo:
         pending_methods = [m for m in methods if any(t[0] == m for t in todo)]
         pending_seeds = [s for s in seeds if any(t[1] == s for t in todo)]
-        _multirun(out, root, recipe, pending_methods, pending_seeds)
+        _multirun(out, root, recipe, pending_methods, pending_seeds, jobs)
     per_seed = {}
     for name in methods:
         summaries = [finished_summary(out, name, s, max_steps[name]) for s in seeds]
