@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP := CECO3D_VENV=$(VENV) bash scripts/setup.sh
 
-.PHONY: setup setup-cuda gpu-bundle test test-fast demo demo-quick seeds bench lint format clean
+.PHONY: setup setup-cuda gpu-bundle test test-fast demo demo-quick calibrate benchmark seeds bench lint format clean
 
 setup:
 	@$(SETUP)
@@ -22,8 +22,16 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+# The demo, the calibration and the benchmark rewrite their tables in README.md and their
+# figures in docs/figures/ (README, "The long-tail benchmark").
 demo: setup
-	$(VENV)/bin/ceco3d-demo
+	$(VENV)/bin/ceco3d-demo --readme README.md
+
+calibrate: setup
+	$(VENV)/bin/ceco3d-demo --preset fine_grained --calibrate --readme README.md
+
+benchmark: setup
+	$(VENV)/bin/ceco3d-demo --preset fine_grained --benchmark --seeds 0 1 2 --readme README.md
 
 demo-quick: setup
 	$(VENV)/bin/ceco3d-demo --quick
@@ -43,4 +51,4 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf runs demo_out demo_quick_out bench_out .pytest_cache
+	rm -rf runs demo_out demo_quick_out benchmark_out bench_out .pytest_cache

@@ -20,37 +20,40 @@ from ceco3d.tools.demo import (
     MODELS,
     PRESETS,
     STAT_COLUMNS,
+    STRONGEST,
     _recipe,
+    synth_arguments,
 )
 from ceco3d.tools.seed_tables import difference_table, seed_table
 from data_prep import prep
 from data_prep.synth import generate
 
 
-def test_demo_data_has_a_scannet200_like_long_tail(tmp_path):
+@pytest.mark.parametrize("name", ["full", "fine_grained"])
+def test_demo_data_has_a_scannet200_like_long_tail(tmp_path, name):
     """The full preset's training split, prepared at its recipe's voxel size: point imbalance
     factor >= 1,000, center imbalance factor >= 10, and head / common / tail are the thirds of
     the used classes by training point count."""
-    preset = PRESETS["full"]
+    preset = PRESETS[name]
     voxel_size = _recipe(preset.experiment).data.voxel_size
     raw, prepared = tmp_path / "raw", tmp_path / "prepared"
-    synth_args = ["--scenes", str(preset.scenes), "--test-scenes", "0", "--seed", "0",
-                  "--classes", str(preset.classes), "--vertex-spacing",
-                  str(preset.vertex_spacing)]  # fmt: skip
-    assert generate.main([str(raw), *synth_args]) == 0
+    assert generate.main(synth_arguments(raw, preset, 0)) == 0
     assert prep.main([str(raw), str(prepared), "-j", "1", "--voxel-size", str(voxel_size)]) == 0
     stats = json.loads((prepared / MANIFEST).read_text())["stats"]["train"]["scannet200"]
     points, centers = np.array(stats["voxel_counts"]), np.array(stats["scene_counts"])
-    assert imbalance_factor(points)[1] == SCANNET200.num_classes - preset.classes
+    classes = preset.classes or 45  # None: the fine-grained class set, all of it
+    assert imbalance_factor(points)[1] == SCANNET200.num_classes - classes
     assert imbalance_factor(points)[0] >= 1000
     assert imbalance_factor(centers)[0] >= 10
     used = np.flatnonzero(points)
-    assert len(used) == preset.classes
+    assert len(used) == classes
     by_count = used[np.argsort(-points[used], kind="stable")]
-    third = preset.classes // 3
     groups = [SCANNET200.group_of_class[k] for k in by_count]
-    head = preset.classes - 2 * third
-    assert groups == ["head"] * head + ["common"] * third + ["tail"] * third
+    third = classes // 3
+    assert groups == ["head"] * (classes - 2 * third) + ["common"] * third + ["tail"] * third
+    # Every class is in the validation split too.
+    val = json.loads((prepared / MANIFEST).read_text())["stats"]["val"]["scannet200"]
+    assert (np.array(val["voxel_counts"])[used] > 0).all()
 
 
 @pytest.mark.slow
@@ -64,7 +67,8 @@ def test_quick_demo_end_to_end(tmp_path):
     for name in MODELS:
         assert f"| {name} |" in table
     results = json.loads((out / "results.json").read_text())
-    assert list(results["per_seed"]) == list(MODELS) == ["CE", "CE-weighted", "CeCo"]
+    assert list(results["per_seed"]) == list(MODELS)
+    assert list(MODELS.values()) == ["ce", STRONGEST, "ceco", f"ceco_{STRONGEST}"]
     for name in MODELS:
         summary = results["per_seed"][name][0]
         assert 0 <= summary["mIoU"] <= 100
@@ -106,3 +110,58 @@ def test_seed_tables_give_spread_and_paired_differences():
     assert cells[0] == "| CeCo − CE"
     assert cells[1] == "+1.33 ± 1.53 (+1.00 / +0.00 / +3.00)"
     assert cells[4] == "+1.00 ± 1.00 (+1.00 / +2.00 / +0.00)"
+
+
+def test_benchmark_runs_the_whole_grid_and_rewrites_its_readme_block(tmp_path, monkeypatch):
+    """``ceco3d-demo --preset fine_grained --benchmark``: the data, then ceco3d-grid over every
+    method x the seeds with the benchmark's recipe and --jobs, then its table in the README's
+    benchmark block. The grid itself is tests/test_grid.py's; here it is replaced by a stand-in
+    that records what it was asked and writes the figure the grid writes."""
+    from ceco3d.tools import demo
+    from ceco3d.tools.readme_blocks import FIGURES, markers
+
+    calls = {}
+
+    def prepare(out, preset, data_seed, voxel_size, logs, balanced=False):
+        calls["prepare"] = (out, preset, data_seed, voxel_size, balanced)
+
+    def run_grid(root, out, names, seeds, recipe, jobs=1):
+        calls["grid"] = (root, out, names, seeds, recipe, jobs)
+        out.mkdir(parents=True)
+        (out / "iou_by_train_frequency.png").write_bytes(b"\x89PNG figure")
+        return "| method | mIoU |\n|---|---|\n| ce | 1.00 |\n"
+
+    monkeypatch.setattr(demo, "_prepare", prepare)
+    monkeypatch.setattr(demo, "run_grid", run_grid)
+    begin, end = markers("benchmark")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{begin}\nNot run yet\n{end}\nrest\n")
+    out = tmp_path / "bench"
+    args = ["--preset", "fine_grained", "--benchmark", "--seeds", "0", "1", "2", "--jobs", "2",
+            "--out", str(out), "--readme", str(readme)]  # fmt: skip
+    assert demo.main(args) == 0
+    preset = PRESETS["fine_grained"]
+    assert calls["prepare"] == (out, preset, 0, _recipe("benchmark").data.voxel_size, False)
+    assert calls["grid"] == (out / "prepared", out / "grid", None, [0, 1, 2],
+                             ["experiment=benchmark"], 2)  # fmt: skip
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{begin}\n| method | mIoU |\n|---|---|\n| ce | 1.00 |\n")
+    assert "Wall time of `ceco3d-demo --benchmark` (data included):" in text
+    assert text.endswith(f"{end}\nrest\n")
+    figure = tmp_path / FIGURES / "benchmark_iou_by_train_frequency.png"
+    assert figure.read_bytes() == b"\x89PNG figure"
+    assert (out / "grid" / "benchmark.md").is_file()
+
+
+def test_a_readme_without_the_block_fails_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from ceco3d.tools import demo
+
+    monkeypatch.setattr(demo, "_prepare", lambda *a, **k: pytest.fail("prepared data"))
+    readme = tmp_path / "README.md"
+    readme.write_text("no generated blocks here\n")
+    args = ["--preset", "fine_grained", "--calibrate", "--out", str(tmp_path / "o"),
+            "--readme", str(readme)]  # fmt: skip
+    assert demo.main(args) != 0
+    err = capsys.readouterr().err
+    assert str(readme) in err and "<!-- BEGIN ceco3d-calibration -->" in err
+    assert readme.read_text() == "no generated blocks here\n"

@@ -13,7 +13,13 @@ from ceco3d.data.label_sets import SCANNET200
 from ceco3d.io import read_json, read_mesh
 from data_prep.labels import read_label_table
 from data_prep.synth import generate as synth
-from data_prep.synth.classes import CATALOGUE, MAX_CLASSES, select_classes
+from data_prep.synth.classes import (
+    CATALOGUE,
+    FINE_GRAINED,
+    MAX_CLASSES,
+    balanced,
+    select_classes,
+)
 from data_prep.synth.mesh import SHAPES, box, cylinder
 from data_prep.synth.scene import UNKNOWN_LABEL
 
@@ -224,3 +230,34 @@ def test_meshes_face_outwards_and_respect_the_spacing():
         for part in parts:
             edges = part.vertices[part.faces] - part.vertices[np.roll(part.faces, 1, axis=1)]
             assert np.linalg.norm(edges, axis=2).max() < 0.05 * 1.5, name  # grid diagonals
+
+
+def test_fine_grained_classes_are_relatives_of_frequent_ones():
+    chosen = select_classes(45, FINE_GRAINED)
+    assert Counter(c.group for c in chosen) == {"head": 15, "common": 15, "tail": 15}
+    by_name = {c.name: c for c in chosen}
+    rare = [c for c in chosen if c.group != "head"]
+    kin = [c for c in rare if c.parent]
+    assert len(kin) >= 2 * len(rare) / 3 and len(rare) - len(kin) >= 4  # some keep a signature
+    for c in kin:
+        parent = by_name[c.parent]
+        assert parent.group in ("head", "common"), c.name
+        # Same colour family: within a few of the parent's colour deviations, yet not the same.
+        distance = np.linalg.norm(np.subtract(c.color, parent.color))
+        assert 0 < distance <= 3.5 * parent.color_std * np.sqrt(3), c.name
+        assert c.color_std == parent.color_std
+    for c in rare:
+        if not c.parent:  # a signature: no other class's colour near it
+            others = [o for o in chosen if o is not c and o.name not in ("wall", "floor")]
+            nearest = min(np.linalg.norm(np.subtract(c.color, o.color)) for o in others)
+            assert nearest > 2 * c.color_std, c.name
+
+
+def test_balanced_draw_makes_object_classes_equally_frequent():
+    chosen = select_classes(45, FINE_GRAINED)
+    even = balanced(chosen)
+    rates = {c.rate for c in even if c.name not in ("wall", "floor")}
+    assert len(rates) == 1
+    objects = [c for c in chosen if c.name not in ("wall", "floor")]
+    assert rates.pop() * len(objects) == pytest.approx(sum(c.rate for c in objects))
+    assert [(c.name, c.color, c.size) for c in even] == [(c.name, c.color, c.size) for c in chosen]

@@ -212,6 +212,14 @@ class MinkUNet14A(MinkUNet14):
     PLANES = (32, 64, 128, 256, 128, 128, 96, 96)
 
 
+class MinkUNet14S(MinkUNet14):
+    """MinkUNet14A at half its width (not one of MinkowskiEngine's): the CPU benchmark's
+    backbone, about half a MinkUNet14A step (docs/demo_results.md)."""
+
+    PLANES = (16, 32, 64, 128, 64, 64, 48, 48)
+    INIT_DIM = 16
+
+
 class MinkUNet14B(MinkUNet14):
     PLANES = (32, 64, 128, 256, 128, 128, 128, 128)
 
@@ -283,7 +291,7 @@ class Res16UNet34D(Res16UNet34):
 BACKBONES: dict[str, type[MinkUNetBase]] = {
     cls.__name__.lower(): cls
     for cls in (
-        MinkUNet14A, MinkUNet14B, MinkUNet14C, MinkUNet14D,
+        MinkUNet14A, MinkUNet14S, MinkUNet14B, MinkUNet14C, MinkUNet14D,
         MinkUNet18A, MinkUNet18B, MinkUNet18D,
         MinkUNet34A, MinkUNet34B, MinkUNet34C,
         Res16UNet34C, Res16UNet34D,

@@ -1,6 +1,7 @@
 """``ceco3d-synth``: a synthetic raw ScanNet release, laid out like the real one.
 
     ceco3d-synth OUT --scenes N --test-scenes M --seed S [--classes C] [--vertex-spacing M]
+                 [--class-set catalogue|fine_grained] [--balanced]
 
 writes ``OUT/scans/sceneXXXX_00/`` (mesh, segments, aggregation, ``.txt`` with
 ``axisAlignment``), ``OUT/scans_test/`` (mesh and ``.txt`` without it, as in the real test set),
@@ -8,6 +9,8 @@ writes ``OUT/scans/sceneXXXX_00/`` (mesh, segments, aggregation, ``.txt`` with
 ``ceco3d-prep OUT ...``. Rooms hold objects of C ScanNet200 classes, a third each from head,
 common and tail (head takes the remainder), with a long-tailed frequency that keeps that order
 (data_prep/synth/classes.py); every class is placed in at least one train and one val scene.
+``--class-set fine_grained`` takes the fine-grained set instead (most common and tail classes
+close relatives of a head class) and ``--balanced`` makes every object class equally frequent.
 The same arguments give byte-identical files.
 
 Density: ``--vertex-spacing 0.05`` (default) gives roughly 30k-80k vertices per scene (vertex
@@ -26,7 +29,14 @@ import numpy as np
 
 from ceco3d.data import raw_layout
 from ceco3d.io import atomic_write, save_text, write_mesh
-from data_prep.synth.classes import MAX_CLASSES, label_table_text, select_classes
+from data_prep.synth.classes import (
+    CLASS_SETS,
+    MAX_CLASSES,
+    balanced,
+    label_table_text,
+    max_classes,
+    select_classes,
+)
 from data_prep.synth.scene import RawScene, generate_scene
 
 SCENE_TYPES = ("Bedroom / Hotel", "Living room / Lounge", "Office", "Kitchen", "Conference Room")
@@ -41,7 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-scenes", type=int, default=2, help="unlabelled test scenes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--classes", type=int, default=40, help=f"ScanNet200 classes used, 5..{MAX_CLASSES}"
+        "--class-set",
+        choices=sorted(CLASS_SETS),
+        default="catalogue",
+        help="catalogue: classes with a look of their own; fine_grained: 45 classes, most common "
+        "and tail ones close relatives of a head class (data_prep/synth/classes.py)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        help=f"ScanNet200 classes used, 5..{MAX_CLASSES} (default 40; fine_grained: all 45)",
+    )
+    parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="every object class equally frequent (the class-balanced draw of the same rooms)",
     )
     parser.add_argument(
         "--vertex-spacing", type=float, default=0.05, help="metres between mesh vertices"
@@ -125,10 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--vertex-spacing must be between 0.005 and 1 metre")
     if not 0 < args.val_fraction < 1:
         parser.error("--val-fraction must be between 0 and 1")
+    class_set = CLASS_SETS[args.class_set]
+    count = args.classes or (40 if args.class_set == "catalogue" else max_classes(class_set))
     try:
-        used = select_classes(args.classes)
+        used = select_classes(count, class_set)
     except ValueError as e:
         parser.error(str(e))
+    if args.balanced:
+        used = balanced(used)
 
     names = [f"scene{i:04d}_00" for i in range(args.scenes + args.empty_room + args.test_scenes)]
     train, val = split_scenes(args.scenes, args.val_fraction, np.random.default_rng([args.seed, 0]))
