@@ -153,10 +153,36 @@ def test_predict_section_runs_alone(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_quick_bench_on_gpu(tmp_path):
-    results = _run_quick(tmp_path / "bench", "--device", "cuda")
-    _check(results, "cuda")
+    # CeCo's cost on the GPU (training step, memory; not every section: predict needs open3d,
+    # the CPU speed a CPU run, and scripts/gpu_check.sh runs the gpu group at full size)
+    results = _run_quick(tmp_path / "bench", "--device", "cuda", "--only", "ceco")
+    assert results["machine"]["device"] == "cuda"
+    assert results["training_step"]["minkunet14a"]["ce"]["median_ms"] > 0
     sizes = results["memory"]["minkunet14a"]["sizes"]
-    assert all(size["ce"]["gpu_peak_mib"] > 0 for size in sizes)
+    assert all(size["ce"]["gpu_peak_mib"] >= size["ce"]["gpu_step_mib"] > 0 for size in sizes)
+
+
+@pytest.mark.slow
+def test_gpu_group_runs_what_gpu_check_reports(tmp_path):
+    # scripts/gpu_check.sh's bench stage (--only gpu), here on the CPU at the quick sizes
+    results = _run_quick(tmp_path, "--only", "gpu", "--device", "cpu")
+    sections = {"training_step", "inference", "long_tail"}  # not predict: open3d
+    assert set(results) == {"settings", "machine", "section_wall_s", "wall_s"} | sections
+    long_tail = results["long_tail"]
+    assert long_tail["model"] == "MinkUNet14A"  # the quick preset names no long-tail model
+    assert long_tail["methods"].keys() == LONG_TAIL_METHODS.keys()
+    assert long_tail["memory_key"] == "step_mib"  # host memory on the CPU
+    assert long_tail["methods"]["ce"]["memory_ratio"] == 1.0
+    scene = results["inference"]["scene"]  # the largest synthetic scene, whole
+    assert 0 < scene["voxels"] < scene["points"] and scene["min_ms"] > 0
+    report = (tmp_path / "bench.md").read_text()
+    assert "## 9. Long-tail losses" in report and "A whole scene" in report
+
+
+def test_gpu_preset_times_the_long_tail_on_the_papers_model_at_scannet_size():
+    gpu = PRESETS["gpu"]
+    assert gpu.long_tail_model == "res16unet34c" and gpu.models[0] == "minkunet34c"
+    assert gpu.long_tail_voxels == gpu.train_voxels == 100_000 and gpu.batch_scenes == 4
 
 
 def test_training_batch_collates_the_presets_scenes(synthetic_scannet):  # noqa: F811

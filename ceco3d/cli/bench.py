@@ -13,6 +13,7 @@ hits both alike. Writes OUT/bench.json and OUT/bench.md and prints the Markdown.
     ceco3d-bench --only long_tail # each long-tail loss's step time and memory against CE
     ceco3d-bench --only cpu --before OLD_ENV/bin/python   # ... vs another environment
     ceco3d-bench --device cuda --preset gpu   # a batch of 4 scenes x ~100k voxels
+    ceco3d-bench --device cuda --preset gpu --only gpu   # scripts/gpu_check.sh's sections
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(SECTION_GROUPS),
         help="these sections alone: predict; ceco (training step and "
         "memory); model (those and inference); cpu (CPU training speed); long_tail (every "
-        "long-tail loss against CE, not part of a whole run)",
+        "long-tail loss against CE, not part of a whole run); gpu (training step, inference, "
+        "long_tail and predict: scripts/gpu_check.sh's)",
     )
     parser.add_argument("--before", metavar="PYTHON",
                         help="CPU speed: run the 'before' processes with this interpreter (of "

@@ -17,4 +17,7 @@ SECTION_GROUPS = {
     "model": ("training_step", "inference", "memory"),  # what runs the model (gpu_check.sh)
     "cpu": ("cpu_speed",),
     "long_tail": ("long_tail",),  # not part of a whole run: --only long_tail
+    # gpu_check.sh's: CeCo's cost, inference (a whole scene too), every long-tail method. Not
+    # predict: ceco3d-predict reads and writes scans with open3d, which GPU images seldom have.
+    "gpu": ("training_step", "inference", "long_tail"),
 }

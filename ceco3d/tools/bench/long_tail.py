@@ -17,6 +17,7 @@ from ceco3d.engine.build import build_dataset, build_loss
 from ceco3d.models.segmentor import Segmentor, sparse_input
 from ceco3d.tools import backbone_name
 from ceco3d.tools.bench.measure import child_result, interleaved, paired_ratio, summary_ms
+from ceco3d.tools.bench.memory import step_memory_key
 from ceco3d.tools.bench.training import build_training, training_step
 from ceco3d.tools.bench.workspace import (
     Preset,
@@ -94,8 +95,9 @@ def method_steps(
 
 def bench_long_tail(root: Path, preset: Preset, work: Path, device: torch.device) -> dict:
     """Step time, loss time and step memory of every ``LONG_TAIL_METHODS`` entry against CE, on
-    the preset's first model and a batch of ``preset.long_tail_voxels`` voxels per scene."""
-    model = preset.models[0]
+    the preset's long-tail model (default: its first) and a batch of ``preset.batch_scenes``
+    scenes of up to ``preset.long_tail_voxels`` voxels each."""
+    model = preset.long_tail_model or preset.models[0]
     cfgs = {m: compose_config(method_overrides(root, preset, model, m)) for m in LONG_TAIL_METHODS}
     batch = training_batch(cfgs["ce"], preset.batch_scenes)
     steps, losses = method_steps(cfgs, batch, device)
@@ -121,13 +123,15 @@ def bench_long_tail(root: Path, preset: Preset, work: Path, device: torch.device
             "loss_pct_of_ce_step": 100 * loss["median_ms"] / ce_ms,
             "memory": memory,
         }
+    key = step_memory_key(methods["ce"]["memory"])
     for entry in methods.values():
-        entry["memory_ratio"] = entry["memory"]["step_mib"] / methods["ce"]["memory"]["step_mib"]
+        entry["memory_ratio"] = entry["memory"][key] / methods["ce"]["memory"][key]
     return {
         "model": backbone_name(cfgs["ce"]),
         "num_classes": cfgs["ce"].data.num_classes,
         "voxels": len(batch["labels"]),
         "repeats": preset.repeats,
         "warmup": preset.warmup,
+        "memory_key": key,
         "methods": methods,
     }

@@ -39,17 +39,25 @@ def measure_step(cfg: DictConfig, batch: dict, device: torch.device) -> dict:
     baseline = peak_rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        gpu_baseline = torch.cuda.memory_allocated(device) / 2**20
     step()
     synchronize(device)
     result = {"baseline_mib": baseline, "peak_mib": peak_rss_mib()}
     result["step_mib"] = result["peak_mib"] - baseline
-    if device.type == "cuda":
+    if device.type == "cuda":  # the GPU's own: what the step allocates over model and batch
         result["gpu_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["gpu_step_mib"] = result["gpu_peak_mib"] - gpu_baseline
     start = time.perf_counter()
     step()
     synchronize(device)
     result["step_ms"] = 1000 * (time.perf_counter() - start)
     return result
+
+
+def step_memory_key(entry: dict) -> str:
+    """The step memory to compare: the GPU's allocations on a GPU (the host's resident memory
+    there is the CUDA context's, not the step's), else the resident memory."""
+    return "gpu_step_mib" if "gpu_step_mib" in entry else "step_mib"
 
 
 def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: torch.device) -> dict:
@@ -71,7 +79,8 @@ def bench_memory(root: Path, preset: Preset, model: str, work: Path, device: tor
                    str(batch_path), *overrides]  # fmt: skip
             row[loss] = child_result(cmd)
         if "ceco" in row and "ce" in row:
-            row["ceco_over_ce"] = row["ceco"]["step_mib"] / row["ce"]["step_mib"]
+            key = step_memory_key(row["ce"])
+            row["ceco_over_ce"] = row["ceco"][key] / row["ce"][key]
         results["sizes"].append(row)
     return results
 

@@ -1,7 +1,7 @@
 """Throughput and peak memory of ``ceco3d-predict`` on large point clouds, each size in a fresh
 process.
 
-    python -m ceco3d.tools.bench.predict CKPT SCAN OUT
+    python -m ceco3d.tools.bench.predict CKPT SCAN OUT [--device cuda]
 
 runs ``ceco3d-predict``'s stages on one scan (read, predict, write every output) and prints one
 JSON line: each stage's seconds, points per second over all of them, and the peak resident
@@ -63,14 +63,15 @@ def write_clouds(folder: Path, sizes: tuple[int, ...], spacing: float) -> list[P
     return paths
 
 
-def measure_predict(ckpt: Path, scan_path: Path, out: Path) -> dict:
-    """Seconds of each stage of ``ceco3d-predict`` on one scan, and peak memory (MiB)."""
+def measure_predict(ckpt: Path, scan_path: Path, out: Path, device: str = "cpu") -> dict:
+    """Seconds of each stage of ``ceco3d-predict`` on one scan with the model on ``device``, and
+    peak memory (MiB; on a GPU also the GPU's peak allocation)."""
     from ceco3d.data.scan import read_scan
     from ceco3d.engine.segment import load_predictor
     from ceco3d.scan_export import write_scan_outputs
 
     cfg = compose_predict_config(ckpt, scan_path, out)
-    predictor = load_predictor(cfg, "cpu")
+    predictor = load_predictor(cfg, device)
     result = {"model_mib": peak_rss_mib()}
     seconds = {}
     start = time.perf_counter()
@@ -88,6 +89,10 @@ def measure_predict(ckpt: Path, scan_path: Path, out: Path) -> dict:
     result.update(points=len(scan.kept), voxels=int(voxel.max()) + 1, seconds=seconds,
                   total_s=total, points_per_s=len(scan.kept) / total,
                   peak_mib=peak_rss_mib())  # fmt: skip
+    if device == "cuda":
+        import torch
+
+        result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
 
 
@@ -100,15 +105,17 @@ def compose_predict_config(ckpt: Path, scan: Path, out: Path):
         return compose("predict", overrides=[f"ckpt={ckpt}", f"input={scan}", f"out={out}"])
 
 
-def bench_predict(work: Path, preset: Preset) -> dict:
-    """One fresh process per cloud size of the preset, in increasing size."""
+def bench_predict(work: Path, preset: Preset, device: str = "cpu") -> dict:
+    """One fresh process per cloud size of the preset, in increasing size, the model on
+    ``device`` ("cpu" or "cuda")."""
     ckpt = work / "predict_model.pt"
     write_checkpoint(ckpt, preset)
     clouds = write_clouds(work, preset.predict_points, preset.vertex_spacing)
-    results = {"model": preset.models[0], "voxel_size": preset.voxel_size, "sizes": []}
+    results = {"model": preset.models[0], "voxel_size": preset.voxel_size, "device": device,
+               "sizes": []}  # fmt: skip
     for cloud in clouds:
         cmd = [sys.executable, "-m", "ceco3d.tools.bench.predict", str(ckpt), str(cloud),
-               str(work / f"{cloud.stem}_out")]  # fmt: skip
+               str(work / f"{cloud.stem}_out"), "--device", device]  # fmt: skip
         results["sizes"].append(child_result(cmd))
         cloud.unlink()  # a 5M-point cloud is 130 MB
     return results
@@ -123,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ckpt", type=Path)
     parser.add_argument("scan", type=Path)
     parser.add_argument("out", type=Path, help="folder for the outputs")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
     quiet_minkowski_warnings()
-    print(json.dumps(measure_predict(args.ckpt, args.scan, args.out)))
+    print(json.dumps(measure_predict(args.ckpt, args.scan, args.out, args.device)))
     return 0
 
 

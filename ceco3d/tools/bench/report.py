@@ -81,6 +81,19 @@ def _inference(r: dict) -> list[str]:
         *_table(["model", "median ms", "min ms", "max ms", "ratio", "parameters"], rows),
         "",
         f"The deployed CeCo model's parameter count {same} the CE model's.",
+        *_scene(r.get("scene")),
+    ]
+
+
+def _scene(s: dict | None) -> list[str]:
+    if s is None:
+        return []
+    return [
+        "",
+        f"A whole scene ({s['scene']}: {s['points']:,} points, {s['voxels']:,} voxels) segmented "
+        "by the CE model as `ceco3d-predict` and `ceco3d-eval` do (voxelize, features, model, "
+        "each point its voxel's class, on the host), files not read or written: "
+        f"**{s['median_ms']:,.0f} ms** median ({s['min_ms']:,.0f}-{s['max_ms']:,.0f}).",
     ]
 
 
@@ -149,7 +162,11 @@ def _memory(results: dict) -> list[str]:
             ratio = f"{size['ceco_over_ce']:.3f}" if "ceco_over_ce" in size else "-"
             for loss in r["losses"]:
                 entry = size[loss]
-                gpu = f"{entry['gpu_peak_mib']:,.0f}" if "gpu_peak_mib" in entry else "-"
+                gpu = (
+                    f"{entry['gpu_peak_mib']:,.0f} ({entry['gpu_step_mib']:,.0f})"
+                    if "gpu_step_mib" in entry
+                    else "-"
+                )
                 rows.append([model, f"{size['voxels']:,}", loss, f"{entry['step_mib']:,.0f}",
                              f"{entry['peak_mib']:,.0f}", gpu, f"{entry['step_ms']:,.0f}",
                              ratio if loss == "ceco" else ""])  # fmt: skip
@@ -162,28 +179,32 @@ def _memory(results: dict) -> list[str]:
         "",
         "One fresh process per row: step MiB = peak resident memory after one step minus the "
         "peak after building model, loss and optimizer (`VmHWM`: Linux's `ru_maxrss` would "
-        "carry over the parent's peak into the child); step ms: a second step. CeCo / CE: of "
-        f"the step MiB; target ≤ {1 + target / 100:.2f}.",
+        "carry over the parent's peak into the child); GPU peak MiB: `max_memory_allocated` "
+        "(in brackets: over what model, optimizer and batch held before the step); step ms: a "
+        "second step. CeCo / CE: of the GPU step MiB on a GPU, else of the step MiB; target "
+        f"≤ {1 + target / 100:.2f}.",
         "",
         *_table(header, rows),
     ]
 
 
 PREDICT_COLUMNS = ["points", "voxels", "read s", "predict s", "write s", "total s", "points/s",
-                   "model MiB", "peak MiB"]  # fmt: skip
+                   "model MiB", "peak MiB", "GPU peak MiB"]  # fmt: skip
 
 
 def _predict(r: dict) -> list[str]:
     rows = []
     for size in r["sizes"]:
         stage = size["seconds"]
+        gpu = f"{size['gpu_peak_mib']:,.0f}" if "gpu_peak_mib" in size else "-"
         rows.append([f"{size['points']:,}", f"{size['voxels']:,}", f"{stage['read']:.1f}",
                      f"{stage['predict']:.1f}", f"{stage['write']:.1f}", f"{size['total_s']:.1f}",
                      _rate(size["points_per_s"]), f"{size['model_mib']:,.0f}",
-                     f"{size['peak_mib']:,.0f}"])  # fmt: skip
+                     f"{size['peak_mib']:,.0f}", gpu])  # fmt: skip
+    device = "GPU" if r.get("device") == "cuda" else "CPU"
     return [
         "",
-        "## 7. `ceco3d-predict` on large point clouds (CPU)",
+        f"## 7. `ceco3d-predict` on large point clouds ({device})",
         "",
         f"{r['model']} (random weights), {100 * r['voxel_size']:g} cm voxels, colour input; binary "
         "PLY clouds sampled from one synthetic room (more points: denser, same surfaces), one "
@@ -233,7 +254,7 @@ def _long_tail(r: dict) -> list[str]:
         [name, " ".join(f"`{o}`" for o in m["overrides"]), *_ms(m["step"]),
          f"**{m['ratio']:.3f}** ({m['paired_ratio']:.3f})", f"{m['cpu_ratio']:.3f}",
          f"{m['loss']['median_ms']:,.1f}", f"{m['loss_pct_of_ce_step']:.1f} %",
-         f"{m['memory']['step_mib']:,.0f}", f"**{m['memory_ratio']:.3f}**"]
+         f"{m['memory'][r.get('memory_key', 'step_mib')]:,.0f}", f"**{m['memory_ratio']:.3f}**"]
         for name, m in r["methods"].items()
     ]  # fmt: skip
     header = ["method", "overrides", "step ms", "min", "max", "step / CE (paired)",
@@ -247,8 +268,13 @@ def _long_tail(r: dict) -> list[str]:
         f"{r['repeats']} timed rounds after {r['warmup']} warm-up round(s); step / CE: of the "
         "median wall times (median of per-round ratios beside), CPU / CE: of the process's CPU "
         "times. Loss ms: the loss alone (forward + backward on the step's logits, with the "
-        "center branch for CeCo), its share of the CE step. Step MiB: peak resident memory of "
-        "one step over the built model, one fresh process per method.",
+        "center branch for CeCo), its share of the CE step. Step MiB: "
+        + (
+            "the GPU's peak allocation in one step over what model, optimizer and batch hold"
+            if r.get("memory_key") == "gpu_step_mib"
+            else "peak resident memory of one step over the built model"
+        )
+        + ", one fresh process per method.",
         "",
         *_table(header, rows),
     ]

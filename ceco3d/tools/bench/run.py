@@ -40,11 +40,13 @@ def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _predict_section(preset: Preset, work: Path, results: dict, wall: dict) -> None:
+def _predict_section(
+    preset: Preset, device: torch.device, work: Path, results: dict, wall: dict
+) -> None:
     sizes = ", ".join(f"{n:,}" for n in preset.predict_points)
-    _say(f"7. ceco3d-predict: {preset.models[0]}, point clouds of {sizes} points, CPU")
+    _say(f"7. ceco3d-predict: {preset.models[0]}, point clouds of {sizes} points, {device.type}")
     with stopwatch(wall, "predict"):
-        results["predict"] = bench_predict(work, preset)
+        results["predict"] = bench_predict(work, preset, device.type)
 
 
 def run_all(
@@ -66,7 +68,7 @@ def run_all(
         if set(sections) - {"predict"}:
             _model_sections(preset, device, work, sections, results, wall, before_python)
         if "predict" in sections:
-            _predict_section(preset, work, results, wall)
+            _predict_section(preset, device, work, results, wall)
     return _finish(results, wall, start, sections)
 
 
@@ -130,7 +132,8 @@ def _model_sections(
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
     if "long_tail" in sections:
-        _say(f"9. long-tail losses against CE: {first}, {preset.long_tail_voxels:,} voxels")
+        model = preset.long_tail_model or first
+        _say(f"9. long-tail losses against CE: {model}, {preset.long_tail_voxels:,} voxels")
         with stopwatch(wall, "long_tail"):
             results["long_tail"] = bench_long_tail(root, preset, work, device)
     if "cpu_speed" in sections:

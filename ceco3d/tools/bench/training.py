@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ceco3d.engine.build import build_dataset, build_loss, build_model
+from ceco3d.engine.inference import predict_points
 from ceco3d.models.segmentor import Segmentor, sparse_input
 from ceco3d.tools import backbone_name
 from ceco3d.tools.bench.measure import interleaved, paired_ratio, summary_ms
@@ -153,4 +154,34 @@ def bench_inference(
     results["deployed_parameters_equal_ce"] = (
         results["ceco_deployed"]["parameters"] == results["ce"]["parameters"]
     )
+    results["scene"] = bench_scene(cfgs["ce"], trained["ce"], repeats, warmup, device)
     return results
+
+
+def largest_scene(cfg: DictConfig) -> dict:
+    """The points (``coord``, ``color``, ``normal`` where the features use it) of the prepared
+    train scene with the most points, as ceco3d-predict hands them to the model."""
+    dataset = build_dataset(cfg, "train", training=False)
+    scene = max(dataset.scenes, key=lambda s: len(dataset.load_array(s, "coord")))
+    names = ("coord", "color") if cfg.data.features == "color" else ("coord", "color", "normal")
+    points = {name: dataset.load_array(scene, name).astype(np.float32) for name in names}
+    return {"scene": scene, "points": points}
+
+
+def bench_scene(
+    cfg: DictConfig, model: Segmentor, repeats: int, warmup: int, device: torch.device
+) -> dict:
+    """A whole scene segmented as ceco3d-predict and ceco3d-eval do (``predict_points``: voxelize,
+    voxel-mean features, the model, each point its voxel's class back on the host), without
+    reading or writing files: wall ms per scene."""
+    scene = largest_scene(cfg)
+    features, voxel_size = cfg.data.features, float(cfg.data.voxel_size)
+    voxels: list[int] = []
+
+    def segment() -> None:
+        _, inverse = predict_points(model, scene["points"], features, voxel_size)
+        voxels[:] = [int(inverse.max()) + 1]
+
+    times = interleaved({"scene": segment}, repeats, warmup, device)["scene"]
+    return {"scene": scene["scene"], "points": len(scene["points"]["coord"]), "voxels": voxels[0],
+            **summary_ms(times)}  # fmt: skip
