@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(SECTION_GROUPS),
         help="these sections alone: predict; ceco (training step and "
         "memory); model (those and inference); cpu (CPU training speed); long_tail (every "
-        "long-tail loss against CE, not part of a whole run); gpu (training step, inference, "
-        "long_tail and predict: scripts/gpu_check.sh's)",
+        "long-tail loss against CE, not part of a whole run); gpu (training step, inference "
+        "and long_tail: scripts/gpu_check.sh's)",
     )
     parser.add_argument("--before", metavar="PYTHON",
                         help="CPU speed: run the 'before' processes with this interpreter (of "

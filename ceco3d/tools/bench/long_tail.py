@@ -97,7 +97,7 @@ def bench_long_tail(root: Path, preset: Preset, work: Path, device: torch.device
     """Step time, loss time and step memory of every ``LONG_TAIL_METHODS`` entry against CE, on
     the preset's long-tail model (default: its first) and a batch of ``preset.batch_scenes``
     scenes of up to ``preset.long_tail_voxels`` voxels each."""
-    model = preset.long_tail_model or preset.models[0]
+    model = preset.long_tail_backbone
     cfgs = {m: compose_config(method_overrides(root, preset, model, m)) for m in LONG_TAIL_METHODS}
     batch = training_batch(cfgs["ce"], preset.batch_scenes)
     steps, losses = method_steps(cfgs, batch, device)

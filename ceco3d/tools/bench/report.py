@@ -254,7 +254,7 @@ def _long_tail(r: dict) -> list[str]:
         [name, " ".join(f"`{o}`" for o in m["overrides"]), *_ms(m["step"]),
          f"**{m['ratio']:.3f}** ({m['paired_ratio']:.3f})", f"{m['cpu_ratio']:.3f}",
          f"{m['loss']['median_ms']:,.1f}", f"{m['loss_pct_of_ce_step']:.1f} %",
-         f"{m['memory'][r.get('memory_key', 'step_mib')]:,.0f}", f"**{m['memory_ratio']:.3f}**"]
+         f"{m['memory'][r['memory_key']]:,.0f}", f"**{m['memory_ratio']:.3f}**"]
         for name, m in r["methods"].items()
     ]  # fmt: skip
     header = ["method", "overrides", "step ms", "min", "max", "step / CE (paired)",
@@ -271,7 +271,7 @@ def _long_tail(r: dict) -> list[str]:
         "center branch for CeCo), its share of the CE step. Step MiB: "
         + (
             "the GPU's peak allocation in one step over what model, optimizer and batch hold"
-            if r.get("memory_key") == "gpu_step_mib"
+            if r["memory_key"] == "gpu_step_mib"
             else "peak resident memory of one step over the built model"
         )
         + ", one fresh process per method.",

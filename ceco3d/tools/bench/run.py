@@ -132,8 +132,8 @@ def _model_sections(
             with stopwatch(wall, f"memory_{model}"):
                 results["memory"][model] = bench_memory(root, preset, model, work, device)
     if "long_tail" in sections:
-        model = preset.long_tail_model or first
-        _say(f"9. long-tail losses against CE: {model}, {preset.long_tail_voxels:,} voxels")
+        model, voxels = preset.long_tail_backbone, preset.long_tail_voxels
+        _say(f"9. long-tail losses against CE: {model}, {voxels:,} voxels")
         with stopwatch(wall, "long_tail"):
             results["long_tail"] = bench_long_tail(root, preset, work, device)
     if "cpu_speed" in sections:

@@ -45,6 +45,11 @@ class Preset:
     long_tail_voxels: int = 20_000  # the crop of the long-tail methods' cost (--only long_tail)
     long_tail_model: str = ""  # their model (default: the first of ``models``)
 
+    @property
+    def long_tail_backbone(self) -> str:
+        """The model the long-tail methods are timed on."""
+        return self.long_tail_model or self.models[0]
+
 
 PRESETS = {
     "full": Preset(
