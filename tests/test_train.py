@@ -122,14 +122,21 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
 
 
 @pytest.mark.slow
+def optimizer_buffers(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's optimiser state, keyed ``parameter/buffer``."""
+    state = checkpoint["optimizer"]["state"]
+    return {f"{k}/{name}": v for k, s in state.items() for name, v in s.items()}
+
+
 @pytest.mark.parametrize(
     ("voxel", "sampling"),
     [
         ("ce", ()),
         ("seesaw", ()),  # class counts kept in the loss
         ("ce", ("sampler=repeat_factor", "sampler.repeat_threshold=0.5", "paste=tail")),
+        ("ce", ("optim=adamw",)),  # the fine-grained benchmark's optimiser: two moments, a step
     ],
-    ids=["uniform", "seesaw", "repeat_factor_and_paste"],
+    ids=["uniform", "seesaw", "repeat_factor_and_paste", "adamw"],
 )
 def test_resume_is_bit_identical_to_an_uninterrupted_run(
     voxel,
@@ -166,11 +173,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(
     expected, resumed = checkpoint_of(tmp_path, "uninterrupted"), checkpoint_of(tmp_path, "resumed")
     assert resumed["step"] == expected["step"] == 2 * n
     assert_bit_identical(expected["model"], resumed["model"])
-    momentum = {k: v["momentum_buffer"] for k, v in expected["optimizer"]["state"].items()}
-    assert momentum and resumed["optimizer"]["state"].keys() == momentum.keys()
-    assert_bit_identical(
-        momentum, {k: v["momentum_buffer"] for k, v in resumed["optimizer"]["state"].items()}
-    )
+    buffers = optimizer_buffers(expected)  # SGD's momentum; AdamW's moments and step counts
+    assert buffers and optimizer_buffers(resumed).keys() == buffers.keys()
+    assert_bit_identical(buffers, optimizer_buffers(resumed))
     assert losses_logged(tmp_path, "resumed") == losses_logged(tmp_path, "uninterrupted")
     assert_bit_identical(expected[LOSS_STATE], resumed[LOSS_STATE])
 

@@ -203,7 +203,8 @@ def _data_line(preset: Preset, recipe, data_seed: int) -> str:
         f"head, common and tail; {preset.scenes} train+val scenes, data seed {data_seed}), "
         f"experiment={preset.experiment}: {backbone_name(recipe)}, "
         f"{recipe.data.voxel_size * 100:g} cm voxels, {recipe.trainer.max_steps} steps of batch "
-        f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels)"
+        f"{recipe.data.batch_size} (crop {recipe.data.max_voxels} voxels), "
+        f"{recipe.optim._target_.rsplit('.', 1)[-1]} lr {recipe.optim.lr:g}"
     )
 
 
