@@ -121,13 +121,13 @@ def test_a_few_steps_with_each_loss(loss, synthetic_scannet, tmp_path):  # noqa:
     assert model.center_head is None and not model.training
 
 
-@pytest.mark.slow
 def optimizer_buffers(checkpoint: dict) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint's optimiser state, keyed ``parameter/buffer``."""
     state = checkpoint["optimizer"]["state"]
     return {f"{k}/{name}": v for k, s in state.items() for name, v in s.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("voxel", "sampling"),
     [
